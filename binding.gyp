@@ -1,0 +1,12 @@
+{
+  "targets": [
+    {
+      "target_name": "orbit_fuse",
+      "sources": ["src/fuse/native/orbit_fuse.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags fuse3)"],
+      "cflags_c": ["-std=gnu11"],
+      "libraries": ["<!@(pkg-config --libs fuse3)"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

@@ -1,0 +1,493 @@
+// A FUSE session: mounts a FuseOperations implementation through the native binding, turns each
+// kernel request into a handler call and each handler result into a reply.
+//
+// Requests arrive on the JS thread through `dispatch`, their numbers already in the scratch area.
+// Everything that reads the scratch area runs synchronously at the top of dispatch, before any
+// handler code; replies write the reply half of the area and call the binding at once.
+import { constants } from 'node:os';
+import type { Logger } from '../log.js';
+import { componentLogger } from '../log.js';
+import type {
+  Attr,
+  AttrReply,
+  ConnectionInfo,
+  CreateReply,
+  Entry,
+  FuseOperations,
+  OpenReply,
+  RequestContext,
+  SessionOptions,
+  SetattrChanges,
+  StatfsReply,
+  Timespec,
+} from './contract.js';
+import { DirentWriter, type EntryDefaults } from './dirent.js';
+import { errnoOf, MountError } from './errors.js';
+import { prepareMountpoint } from './mountpoint.js';
+import { native, scratch, type NativeSession } from './native.js';
+import {
+  AttrField as F,
+  NotifyKind,
+  Op,
+  OP_NAMES,
+  OpenBits,
+  REPLY_BASE,
+  REQ_ARGS,
+  SESSION_OPTION_ORDER,
+  SetattrBits,
+  type NativeOptionName,
+} from './ops.js';
+
+const { ERANGE, ENOSYS, EIO, ENOENT } = constants.errno;
+const MiB = 1024 * 1024;
+
+/** Which operations an object implements, as the binding's bit mask. */
+const HANDLER_OPS: ReadonlyArray<[keyof FuseOperations, Op]> = [
+  ['lookup', Op.Lookup], ['forget', Op.Forget], ['getattr', Op.Getattr], ['setattr', Op.Setattr],
+  ['readlink', Op.Readlink], ['mknod', Op.Mknod], ['mkdir', Op.Mkdir], ['unlink', Op.Unlink],
+  ['rmdir', Op.Rmdir], ['symlink', Op.Symlink], ['rename', Op.Rename], ['link', Op.Link],
+  ['open', Op.Open], ['read', Op.Read], ['write', Op.Write], ['flush', Op.Flush],
+  ['release', Op.Release], ['fsync', Op.Fsync], ['opendir', Op.Opendir], ['readdir', Op.Readdir],
+  ['readdirplus', Op.Readdirplus], ['releasedir', Op.Releasedir], ['fsyncdir', Op.Fsyncdir],
+  ['statfs', Op.Statfs], ['setxattr', Op.Setxattr], ['getxattr', Op.Getxattr],
+  ['listxattr', Op.Listxattr], ['removexattr', Op.Removexattr], ['access', Op.Access],
+  ['create', Op.Create], ['fallocate', Op.Fallocate], ['lseek', Op.Lseek],
+  ['copyFileRange', Op.CopyFileRange],
+];
+
+type Reply<T> = (id: number, value: T) => void;
+
+const q = scratch; // request half: [op, id, uid, gid, pid, umask, a0, a1, ...]
+const r = scratch.subarray(REPLY_BASE); // reply half
+
+function putAttr(a: Attr): void {
+  r[F.Ino] = a.ino;
+  r[F.Mode] = a.mode;
+  r[F.Nlink] = a.nlink;
+  r[F.Uid] = a.uid;
+  r[F.Gid] = a.gid;
+  r[F.Rdev] = a.rdev;
+  r[F.Size] = a.size;
+  r[F.Blocks] = a.blocks;
+  r[F.Blksize] = a.blksize;
+  r[F.AtimeSec] = a.atime.sec;
+  r[F.AtimeNsec] = a.atime.nsec;
+  r[F.MtimeSec] = a.mtime.sec;
+  r[F.MtimeNsec] = a.mtime.nsec;
+  r[F.CtimeSec] = a.ctime.sec;
+  r[F.CtimeNsec] = a.ctime.nsec;
+}
+
+function openBits(o: OpenReply): number {
+  return (
+    (o.directIo ? OpenBits.DirectIo : 0) |
+    (o.keepCache ? OpenBits.KeepCache : 0) |
+    (o.nonSeekable ? OpenBits.NonSeekable : 0) |
+    (o.cacheReaddir ? OpenBits.CacheReaddir : 0) |
+    (o.noFlush ? OpenBits.NoFlush : 0)
+  );
+}
+
+function tri(v: boolean | undefined): number {
+  return v === undefined ? -1 : v ? 1 : 0;
+}
+
+function timespecAt(i: number): Timespec {
+  return { sec: q[REQ_ARGS + i] ?? 0, nsec: q[REQ_ARGS + i + 1] ?? 0 };
+}
+
+// Sessions still mounted, for signal and exit handling.
+const mounted = new Set<FuseSession>();
+let signalsInstalled = false;
+
+function onExit(): void {
+  // Nothing asynchronous runs any more: detach lazily so no mount is left behind.
+  for (const s of mounted) if (s.mountpoint) native.unmountSync(s.mountpoint);
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  const sessions = [...mounted].filter((s) => s.handlesSignals);
+  if (sessions.length === 0) return;
+  void Promise.allSettled(sessions.map((s) => s.unmount().catch(() => s.unmount({ lazy: true })))).then(() => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.kill(process.pid, signal); // die of the signal, as without us
+  });
+}
+
+function installProcessHandlers(): void {
+  if (signalsInstalled) return;
+  signalsInstalled = true;
+  process.on('exit', onExit);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+export class FuseSession {
+  readonly log: Logger;
+  readonly handlesSignals: boolean;
+  /** What the kernel agreed to at init; set once mounted. */
+  connection: ConnectionInfo | undefined;
+  /** Absolute path while mounted. */
+  mountpoint: string | undefined;
+  /** Settles when the kernel connection ends (unmount, fusermount -u, abort). */
+  readonly closed: Promise<void>;
+
+  private readonly fs: FuseOperations;
+  private readonly options: SessionOptions;
+  private readonly defaults: EntryDefaults;
+  private readonly handle: NativeSession;
+  private readonly utf8: boolean;
+  private resolveClosed!: () => void;
+  private resolveInit: ((c: ConnectionInfo) => void) | undefined;
+
+  constructor(fs: FuseOperations, options: SessionOptions = {}, log: Logger = componentLogger('fuse')) {
+    this.fs = fs;
+    this.options = options;
+    this.log = log;
+    this.utf8 = options.utf8Names ?? true;
+    this.handlesSignals = options.handleSignals ?? true;
+    this.defaults = { entryTimeout: options.entryTimeout ?? 1, attrTimeout: options.attrTimeout ?? 1 };
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+
+    let mask = 0;
+    for (const [method, op] of HANDLER_OPS) if (typeof fs[method] === 'function') mask += 2 ** op;
+    const values: Record<NativeOptionName, number> = {
+      opsMask: mask,
+      timeoutMs: options.requestTimeoutMs ?? 60_000,
+      maxWrite: options.maxWrite ?? MiB,
+      maxReadahead: options.maxReadahead ?? MiB,
+      maxBackground: options.maxBackground ?? 0,
+      congestionThreshold: options.congestionThreshold ?? 0,
+      maxThreads: options.maxThreads ?? 4,
+      timeGran: 0,
+      utf8Names: this.utf8 ? 1 : 0,
+      debug: options.debug ? 1 : 0,
+      writebackCache: tri(options.writebackCache ?? false),
+      asyncRead: tri(options.asyncRead),
+      readdirplus: options.readdirplus === undefined ? -1 : options.readdirplus === 'no' ? 0 : 1,
+      readdirplusAuto: options.readdirplus === undefined ? -1 : options.readdirplus === 'auto' ? 1 : 0,
+      atomicOTrunc: tri(options.atomicOTrunc),
+      parallelDirops: tri(options.parallelDirops),
+      cacheSymlinks: tri(options.cacheSymlinks),
+      explicitInvalData: tri(options.explicitInvalData),
+      posixAcl: tri(options.posixAcl),
+      handleKillpriv: tri(options.handleKillpriv),
+    };
+    this.handle = native.createSession(this.dispatch, SESSION_OPTION_ORDER.map((k) => values[k]));
+  }
+
+  /** Mounts at `mountpoint`; resolves once the kernel has completed init and requests flow. */
+  async mount(mountpoint: string): Promise<void> {
+    const target = await prepareMountpoint(mountpoint, this.options.nonEmpty ?? false, this.log);
+    const initDone = new Promise<ConnectionInfo>((resolve) => (this.resolveInit = resolve));
+    try {
+      await native.mount(this.handle, target, this.mountOptionString());
+    } catch (err) {
+      throw new MountError((err as Error).message);
+    }
+    this.mountpoint = target;
+    mounted.add(this);
+    installProcessHandlers();
+    // The kernel sends INIT right after mount(2); if the connection dies first, so does the wait.
+    await Promise.race([initDone, this.closed.then(() => Promise.reject(new MountError(`mount at ${target} ended during init`)))]);
+    this.log.info({ mountpoint: target, maxWrite: this.connection?.maxWrite }, 'mounted');
+  }
+
+  /** Unmounts and waits until the session has ended. `lazy`: detach now, even with files open
+   * (the session then serves those files until they are closed and does not wait for that). */
+  async unmount(opts: { lazy?: boolean } = {}): Promise<void> {
+    const target = this.mountpoint;
+    if (!target) return;
+    try {
+      await native.unmount(target, opts.lazy ?? false);
+    } catch (err) {
+      const busy = (err as { errno?: number }).errno === constants.errno.EBUSY;
+      throw new MountError(busy ? `${target} is busy (files are open); unmount lazily or close them` : (err as Error).message);
+    }
+    if (!opts.lazy) await this.closed;
+  }
+
+  /** Drop the kernel's cached attributes of `ino` and its pages in [offset, offset+length)
+   * (length 0: to the end). Resolves when done; an inode the kernel does not hold is not an error. */
+  async notifyInvalInode(ino: number, offset = 0, length = 0): Promise<void> {
+    this.notifyResult(await native.notify(this.handle, NotifyKind.InvalInode, ino, offset, length), 'inval_inode');
+  }
+
+  /** Drop the kernel's cached lookup of `name` in directory `parent`. */
+  async notifyInvalEntry(parent: number, name: string): Promise<void> {
+    this.notifyResult(await native.notify(this.handle, NotifyKind.InvalEntry, parent, 0, name), 'inval_entry');
+  }
+
+  /** Tell the kernel that `name` in `parent`, naming `child`, was deleted (by someone else). */
+  async notifyDelete(parent: number, child: number, name: string): Promise<void> {
+    this.notifyResult(await native.notify(this.handle, NotifyKind.Delete, parent, child, name), 'delete');
+  }
+
+  private notifyResult(result: number, what: string): void {
+    if (result === 0 || result === -ENOENT) return;
+    throw Object.assign(new Error(`notify ${what} failed: errno ${-result}`), { errno: -result });
+  }
+
+  private mountOptionString(): string {
+    const o = this.options;
+    const opts = [`fsname=${o.fsName ?? 'orbit'}`, `subtype=${o.subtype ?? 'orbit'}`];
+    if (o.allowOther) opts.push('allow_other');
+    if (o.defaultPermissions) opts.push('default_permissions');
+    if (o.autoUnmount) opts.push('auto_unmount');
+    opts.push(...(o.mountOptions ?? []));
+    for (const opt of opts) if (/[,\s]/.test(opt.replace(/^fsname=|^subtype=/, ''))) throw new MountError(`bad mount option: ${opt}`);
+    return opts.join(',');
+  }
+
+  // ---- request dispatch ----
+
+  private readonly dispatch = (s1?: string, s2?: string, data?: Buffer): void => {
+    const op = q[0] ?? -1;
+    const id = q[1] ?? -1;
+    if (id < 0) {
+      try {
+        this.event(op);
+      } catch (err) {
+        this.log.error({ err, op: OP_NAMES[op] ?? op }, 'filesystem failed handling an event');
+      }
+      return;
+    }
+    const ctx: RequestContext = { uid: q[2] ?? 0, gid: q[3] ?? 0, pid: q[4] ?? 0, umask: q[5] ?? 0 };
+    try {
+      this.request(op, id, ctx, s1, s2, data);
+    } catch (err) {
+      this.fail(id, op, err);
+    }
+  };
+
+  private event(op: number): void {
+    const a = (i: number): number => q[REQ_ARGS + i] ?? 0;
+    switch (op) {
+      case Op.Forget:
+        this.fs.forget?.(a(0), a(1));
+        return;
+      case Op.Init: {
+        this.connection = {
+          protoMajor: a(0), protoMinor: a(1), capable: a(2), want: a(3),
+          maxWrite: a(4), maxReadahead: a(5), maxBackground: a(6), timeGran: a(7),
+        };
+        this.resolveInit?.(this.connection);
+        this.fs.init?.(this.connection);
+        return;
+      }
+      case Op.Destroy:
+        this.fs.destroy?.();
+        return;
+      case Op.Timeout:
+        this.log.error({ op: OP_NAMES[a(0)], ino: a(1), timeoutMs: this.options.requestTimeoutMs ?? 60_000 },
+          'request not answered in time; answered EIO');
+        return;
+      case Op.Closed:
+        mounted.delete(this);
+        this.log.info({ mountpoint: this.mountpoint }, 'unmounted');
+        this.mountpoint = undefined;
+        this.resolveClosed();
+        return;
+    }
+  }
+
+  private request(op: number, id: number, ctx: RequestContext, s1?: string, s2?: string, data?: Buffer): void {
+    const fs = this.fs;
+    const a = (i: number): number => q[REQ_ARGS + i] ?? 0;
+    const fh = (i: number): number | undefined => (a(i) < 0 ? undefined : a(i));
+    const name = s1 ?? '';
+    switch (op) {
+      case Op.Lookup:
+        return this.settle(id, op, fs.lookup?.(ctx, a(0), name), this.replyEntry);
+      case Op.Getattr:
+        return this.settle(id, op, fs.getattr?.(ctx, a(0), fh(1)), this.replyAttr);
+      case Op.Setattr:
+        return this.settle(id, op, fs.setattr?.(ctx, a(0), this.setattrChanges()), this.replyAttr);
+      case Op.Readlink:
+        return this.settle(id, op, fs.readlink?.(ctx, a(0)), this.replyReadlink);
+      case Op.Mknod:
+        return this.settle(id, op, fs.mknod?.(ctx, a(0), name, a(1), a(2)), this.replyEntry);
+      case Op.Mkdir:
+        return this.settle(id, op, fs.mkdir?.(ctx, a(0), name, a(1)), this.replyEntry);
+      case Op.Unlink:
+        return this.settle(id, op, fs.unlink?.(ctx, a(0), name), this.replyOk);
+      case Op.Rmdir:
+        return this.settle(id, op, fs.rmdir?.(ctx, a(0), name), this.replyOk);
+      case Op.Symlink:
+        return this.settle(id, op, fs.symlink?.(ctx, a(0), name, s2 ?? ''), this.replyEntry);
+      case Op.Rename:
+        return this.settle(id, op, fs.rename?.(ctx, a(0), name, a(1), s2 ?? '', a(2)), this.replyOk);
+      case Op.Link:
+        return this.settle(id, op, fs.link?.(ctx, a(0), a(1), name), this.replyEntry);
+      case Op.Open:
+        return this.settle(id, op, fs.open?.(ctx, a(0), a(1)), this.replyOpen);
+      case Op.Read:
+        return this.settle(id, op, fs.read?.(ctx, a(0), a(3), a(2), a(1)), this.replyData);
+      case Op.Write:
+        return this.settle(id, op, fs.write?.(ctx, a(0), a(2), a(1), data ?? Buffer.alloc(0), { writepage: a(3) !== 0, flags: a(4) }), this.replyWrite);
+      case Op.Flush:
+        return this.settle(id, op, fs.flush?.(ctx, a(0), a(1)), this.replyOk);
+      case Op.Release:
+        return this.settle(id, op, fs.release?.(ctx, a(0), a(1), a(2)), this.replyOk);
+      case Op.Fsync:
+        return this.settle(id, op, fs.fsync?.(ctx, a(0), a(2), a(1) !== 0), this.replyOk);
+      case Op.Opendir:
+        return this.settle(id, op, fs.opendir?.(ctx, a(0), a(1)), this.replyOpen);
+      case Op.Readdir:
+      case Op.Readdirplus: {
+        const plus = op === Op.Readdirplus;
+        const out = new DirentWriter(a(1), plus, this.defaults);
+        const done = plus ? fs.readdirplus?.(ctx, a(0), a(3), a(2), out) : fs.readdir?.(ctx, a(0), a(3), a(2), out);
+        return this.settle(id, op, done, () => native.replyBuf(id, out.buffer, out.length));
+      }
+      case Op.Releasedir:
+        return this.settle(id, op, fs.releasedir?.(ctx, a(0), a(1)), this.replyOk);
+      case Op.Fsyncdir:
+        return this.settle(id, op, fs.fsyncdir?.(ctx, a(0), a(2), a(1) !== 0), this.replyOk);
+      case Op.Statfs:
+        return this.settle(id, op, fs.statfs?.(ctx, a(0)), this.replyStatfs);
+      case Op.Setxattr:
+        return this.settle(id, op, fs.setxattr?.(ctx, a(0), name, data ?? Buffer.alloc(0), a(1)), this.replyOk);
+      case Op.Getxattr: {
+        const size = a(1);
+        return this.settle(id, op, fs.getxattr?.(ctx, a(0), name), (rid, value: Uint8Array) => this.replySized(rid, value, size));
+      }
+      case Op.Listxattr: {
+        const size = a(1);
+        return this.settle(id, op, fs.listxattr?.(ctx, a(0)), (rid, names: readonly string[]) =>
+          this.replySized(rid, names.length ? Buffer.from(names.join('\0') + '\0', this.utf8 ? 'utf8' : 'latin1') : Buffer.alloc(0), size));
+      }
+      case Op.Removexattr:
+        return this.settle(id, op, fs.removexattr?.(ctx, a(0), name), this.replyOk);
+      case Op.Access:
+        return this.settle(id, op, fs.access?.(ctx, a(0), a(1)), this.replyOk);
+      case Op.Create:
+        return this.settle(id, op, fs.create?.(ctx, a(0), name, a(1), a(2)), this.replyCreate);
+      case Op.Fallocate:
+        return this.settle(id, op, fs.fallocate?.(ctx, a(0), a(4), a(1), a(2), a(3)), this.replyOk);
+      case Op.Lseek:
+        return this.settle(id, op, fs.lseek?.(ctx, a(0), a(3), a(1), a(2)), (rid, off: number) => native.replyLseek(rid, off));
+      case Op.CopyFileRange:
+        return this.settle(id, op, fs.copyFileRange?.(ctx, a(0), a(2), a(1), a(3), a(5), a(4), a(6), a(7)), this.replyWrite);
+      default:
+        native.replyErr(id, ENOSYS);
+    }
+  }
+
+  private setattrChanges(): SetattrChanges {
+    const a = (i: number): number => q[REQ_ARGS + i] ?? 0;
+    const valid = a(1);
+    const c: SetattrChanges = {};
+    if (valid & SetattrBits.Mode) c.mode = a(2);
+    if (valid & SetattrBits.Uid) c.uid = a(3);
+    if (valid & SetattrBits.Gid) c.gid = a(4);
+    if (valid & SetattrBits.Size) c.size = a(5);
+    if (valid & SetattrBits.AtimeNow) c.atime = 'now';
+    else if (valid & SetattrBits.Atime) c.atime = timespecAt(6);
+    if (valid & SetattrBits.MtimeNow) c.mtime = 'now';
+    else if (valid & SetattrBits.Mtime) c.mtime = timespecAt(8);
+    if (valid & SetattrBits.Ctime) c.ctime = timespecAt(10);
+    if (valid & SetattrBits.KillSuid) c.killSuid = true;
+    if (valid & SetattrBits.KillSgid) c.killSgid = true;
+    if (a(12) >= 0) c.fh = a(12);
+    return c;
+  }
+
+  /** Sends a handler's result, now or when its promise settles. (The binding registers only the
+   * operations the filesystem implements, so every request here has its handler.) */
+  private settle<T>(id: number, op: number, result: T | Promise<T> | undefined, reply: Reply<T>): void {
+    if (result instanceof Promise) {
+      result.then(
+        (value: T) => this.deliver(id, op, value, reply),
+        (err: unknown) => this.fail(id, op, err),
+      );
+    } else {
+      this.deliver(id, op, result as T, reply);
+    }
+  }
+
+  private deliver<T>(id: number, op: number, value: T, reply: Reply<T>): void {
+    try {
+      reply(id, value);
+    } catch (err) {
+      this.log.error({ err, op: OP_NAMES[op] }, 'handler returned an unusable result; answered EIO');
+      native.replyErr(id, EIO);
+    }
+  }
+
+  private fail(id: number, op: number, err: unknown): void {
+    let errno = errnoOf(err);
+    if (errno === undefined) {
+      errno = EIO;
+      this.log.error({ err, op: OP_NAMES[op] }, 'handler failed; answered EIO');
+    }
+    native.replyErr(id, errno);
+  }
+
+  // ---- replies ----
+
+  private readonly replyOk: Reply<void> = (id) => {
+    native.replyErr(id, 0);
+  };
+
+  private readonly replyEntry: Reply<Entry> = (id, e) => {
+    putAttr(e.attr);
+    r[F.Generation] = e.generation ?? 0;
+    r[F.EntryTimeout] = e.entryTimeout ?? this.defaults.entryTimeout;
+    r[F.AttrTimeout] = e.attrTimeout ?? this.defaults.attrTimeout;
+    native.replyEntry(id);
+  };
+
+  private readonly replyCreate: Reply<CreateReply> = (id, c) => {
+    putAttr(c.attr);
+    r[F.Generation] = c.generation ?? 0;
+    r[F.EntryTimeout] = c.entryTimeout ?? this.defaults.entryTimeout;
+    r[F.AttrTimeout] = c.attrTimeout ?? this.defaults.attrTimeout;
+    native.replyCreate(id, c.fh, openBits(c));
+  };
+
+  private readonly replyAttr: Reply<AttrReply> = (id, a) => {
+    putAttr(a.attr);
+    r[F.AttrTimeout] = a.timeout ?? this.defaults.attrTimeout;
+    native.replyAttr(id);
+  };
+
+  private readonly replyOpen: Reply<OpenReply> = (id, o) => {
+    native.replyOpen(id, o.fh, openBits(o));
+  };
+
+  private readonly replyWrite: Reply<number> = (id, n) => {
+    native.replyWrite(id, n);
+  };
+
+  private readonly replyReadlink: Reply<string> = (id, target) => {
+    native.replyReadlink(id, target, this.utf8);
+  };
+
+  private readonly replyData: Reply<Uint8Array | readonly Uint8Array[]> = (id, data) => {
+    if (data instanceof Uint8Array) native.replyBuf(id, data);
+    else native.replyIov(id, data);
+  };
+
+  private readonly replyStatfs: Reply<StatfsReply> = (id, s) => {
+    r[0] = s.bsize;
+    r[1] = s.frsize;
+    r[2] = s.blocks;
+    r[3] = s.bfree;
+    r[4] = s.bavail;
+    r[5] = s.files;
+    r[6] = s.ffree;
+    r[7] = s.favail ?? s.ffree;
+    r[8] = s.fsid ?? 0;
+    r[9] = s.namemax;
+    native.replyStatfs(id);
+  };
+
+  /** getxattr/listxattr: size 0 asks for the length; a buffer too small is ERANGE. */
+  private replySized(id: number, value: Uint8Array, size: number): void {
+    if (size === 0) native.replyXattr(id, value.length);
+    else if (value.length > size) native.replyErr(id, ERANGE);
+    else native.replyBuf(id, value);
+  }
+}
