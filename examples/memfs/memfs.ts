@@ -1,7 +1,7 @@
 // An in-memory filesystem over the fuse layer: the binding's test subject and benchmark partner.
 // It implements every operation of the contract with POSIX behaviour, keeps file bytes in blocks
-// of up to 1 MiB (a block written whole is the kernel's own write buffer, never copied) and answers
-// reads with slices of those blocks.
+// of up to 1 MiB (writes are copied in: their buffers are only lent) and answers reads with slices
+// of those blocks, uncopied.
 import { constants as fsConstants } from 'node:fs';
 import { constants } from 'node:os';
 import type {
@@ -519,14 +519,13 @@ export class MemFs implements FuseOperations {
       if (punch && within === 0 && n === BLOCK) {
         if (block) this.account(node, -block.length);
         node.blocks.delete(index);
-      } else if (!block && within === 0) {
-        // A new block written from its start: keep the write's own buffer as the block.
-        this.account(node, n);
-        node.blocks.set(index, piece);
       } else {
         let target = block;
         if (!target || target.length < within + n) {
-          target = Buffer.alloc(within + n);
+          // Grow by doubling (appends stay linear). Bytes never written must read as zeros, so
+          // only a block the write fills from its start can skip zero-filling.
+          const size = Math.min(BLOCK, Math.max(within + n, 2 * (block?.length ?? 0)));
+          target = !block && within === 0 && n === size ? Buffer.allocUnsafe(size) : Buffer.alloc(size);
           if (block) block.copy(target);
           this.account(node, target.length - (block?.length ?? 0));
           node.blocks.set(index, target);

@@ -1,16 +1,38 @@
 // Mounts the example in-memory filesystem: `node --import tsx examples/memfs/mount.ts MOUNTPOINT`.
 // Stays in the foreground until unmounted (umount, fusermount3 -u) or interrupted.
+// --stats: count read and write requests; SIGUSR1 prints the counts as one JSON line on stdout.
 import { mkdir } from 'node:fs/promises';
 import { FuseSession } from '../../src/fuse/session.js';
 import { MountError } from '../../src/fuse/errors.js';
 import { MemFs } from './memfs.js';
 
+const FLAGS = ['--allow-other', '--writeback', '--debug', '--stats'];
 const [mountpoint, ...flags] = process.argv.slice(2);
-if (!mountpoint || flags.some((f) => !['--allow-other', '--writeback', '--debug'].includes(f))) {
-  console.error('usage: mount.ts MOUNTPOINT [--allow-other] [--writeback] [--debug]');
+const bad = flags.find((f) => !FLAGS.includes(f));
+if (!mountpoint || mountpoint.startsWith('--') || bad) {
+  console.error(bad ? `memfs: unknown flag ${bad}` : `usage: mount.ts MOUNTPOINT [${FLAGS.join('] [')}]`);
   process.exit(2);
 }
-const session = new FuseSession(new MemFs(), {
+
+const fs = new MemFs();
+if (flags.includes('--stats')) {
+  const stats = { reads: 0, readBytes: 0, writes: 0, writeBytes: 0 };
+  const read = fs.read.bind(fs);
+  const write = fs.write.bind(fs);
+  fs.read = (ctx, ino, fh, offset, size) => {
+    stats.reads++;
+    stats.readBytes += size;
+    return read(ctx, ino, fh, offset, size);
+  };
+  fs.write = (ctx, ino, fh, offset, data) => {
+    stats.writes++;
+    stats.writeBytes += data.length;
+    return write(ctx, ino, fh, offset, data);
+  };
+  process.on('SIGUSR1', () => console.log(JSON.stringify(stats)));
+}
+
+const session = new FuseSession(fs, {
   fsName: 'memfs',
   subtype: 'memfs',
   allowOther: flags.includes('--allow-other'),

@@ -146,7 +146,9 @@ export interface FuseOperations {
   open?(ctx: RequestContext, ino: number, flags: number): Result<OpenReply>;
   /** Return at most `size` bytes; fewer only at end of file. Several parts are sent without joining. */
   read?(ctx: RequestContext, ino: number, fh: number, offset: number, size: number): Result<Uint8Array | readonly Uint8Array[]>;
-  /** `data` belongs to the filesystem from now on (no copy needed to keep it). Returns bytes written. */
+  /** Returns bytes written. `data` is valid until the handler settles, as in libfuse: copy what
+   * you keep. (It is the kernel's request buffer, handed over uncopied; once the handler settles
+   * it goes back to the binding and any Buffer still pointing at it reads as empty.) */
   write?(ctx: RequestContext, ino: number, fh: number, offset: number, data: Buffer, info: WriteInfo): Result<number>;
   flush?(ctx: RequestContext, ino: number, fh: number): Result<void>;
   release?(ctx: RequestContext, ino: number, fh: number, flags: number): Result<void>;

@@ -25,6 +25,7 @@ export interface NativeBinding {
   replyBuf(id: Id, bytes: Uint8Array, length?: number): boolean;
   replyIov(id: Id, parts: readonly Uint8Array[]): boolean;
   replyReadlink(id: Id, target: string, utf8: boolean): boolean;
+  releasePayload(data: Buffer): void;
 }
 
 /** Opaque handle of a native session. */

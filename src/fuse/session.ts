@@ -16,10 +16,12 @@ import type {
   FuseOperations,
   OpenReply,
   RequestContext,
+  Result,
   SessionOptions,
   SetattrChanges,
   StatfsReply,
   Timespec,
+  WriteInfo,
 } from './contract.js';
 import { DirentWriter, type EntryDefaults } from './dirent.js';
 import { errnoOf, MountError } from './errors.js';
@@ -325,7 +327,7 @@ export class FuseSession {
       case Op.Read:
         return this.settle(id, op, fs.read?.(ctx, a(0), a(3), a(2), a(1)), this.replyData);
       case Op.Write:
-        return this.settle(id, op, fs.write?.(ctx, a(0), a(2), a(1), data ?? Buffer.alloc(0), { writepage: a(3) !== 0, flags: a(4) }), this.replyWrite);
+        return this.write(id, ctx, a(0), a(2), a(1), data!, { writepage: a(3) !== 0, flags: a(4) });
       case Op.Flush:
         return this.settle(id, op, fs.flush?.(ctx, a(0), a(1)), this.replyOk);
       case Op.Release:
@@ -372,6 +374,33 @@ export class FuseSession {
         return this.settle(id, op, fs.copyFileRange?.(ctx, a(0), a(2), a(1), a(3), a(5), a(4), a(6), a(7)), this.replyWrite);
       default:
         native.replyErr(id, ENOSYS);
+    }
+  }
+
+  /** A write's payload is lent for the handler's duration: replied to, then handed back. */
+  private write(id: number, ctx: RequestContext, ino: number, fh: number, offset: number, data: Buffer, info: WriteInfo): void {
+    let result: Result<number>;
+    try {
+      result = this.fs.write!(ctx, ino, fh, offset, data, info);
+    } catch (err) {
+      this.fail(id, Op.Write, err);
+      native.releasePayload(data);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (n) => {
+          this.deliver(id, Op.Write, n, this.replyWrite);
+          native.releasePayload(data);
+        },
+        (err: unknown) => {
+          this.fail(id, Op.Write, err);
+          native.releasePayload(data);
+        },
+      );
+    } else {
+      this.deliver(id, Op.Write, result, this.replyWrite);
+      native.releasePayload(data);
     }
   }
 

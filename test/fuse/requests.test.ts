@@ -17,6 +17,7 @@ describe('requests in flight', () => {
   const arrivals: number[] = [];
   const completions: number[] = [];
   let seq = 0;
+  let kept: Buffer | undefined;
 
   before(async () => {
     m = await mountMemFs({ requestTimeoutMs: 800 }, (fs, memfs) => {
@@ -46,6 +47,11 @@ describe('requests in flight', () => {
         if (name === 'user.boom') throw new Error('boom: a bug in the handler');
         if (name === 'user.full') return Promise.reject(new FuseError('ENOSPC'));
         return getxattr(ctx, ino, name);
+      };
+      const write = fs.write.bind(fs);
+      fs.write = (ctx, ino, fh, offset, data, info) => {
+        if (ino === inoOf('lent')) kept = data; // wrong: the payload is only lent
+        return write(ctx, ino, fh, offset, data, info);
       };
       const lookup = fs.lookup.bind(fs);
       fs.lookup = (ctx, parent, name) => {
@@ -114,5 +120,13 @@ describe('requests in flight', () => {
     await assert.rejects(readFile(path.join(m.dir, 'late')), { code: 'EIO' });
     await sleep(1200); // the handler answers now, into a request already answered
     assert.equal(await readFile(path.join(m.dir, 'r0')).then((b) => b.length > 0), true);
+  });
+
+  it('takes a write payload back when its handler settles: a kept Buffer reads empty', async () => {
+    await writeFile(path.join(m.dir, 'lent'), '');
+    await writeFile(path.join(m.dir, 'lent'), Buffer.alloc(256 * 1024, 1));
+    assert.equal(await readFile(path.join(m.dir, 'lent')).then((b) => b.length), 256 * 1024);
+    assert.ok(kept, 'the write handler was not called');
+    assert.equal(kept.length, 0);
   });
 });

@@ -3,9 +3,13 @@
  *
  * Threads and ownership
  * ---------------------
- *  - libfuse's multi-threaded loop reads requests from /dev/fuse on its own threads. A FUSE thread
- *    never waits for JavaScript: it copies what the request carries into a slot, queues the slot on a
- *    thread-safe function and goes back to reading.
+ *  - A multi-threaded loop reads requests from /dev/fuse with libfuse's session API
+ *    (fuse_session_receive_buf / fuse_session_process_buf, the calls fuse_session_loop_mt makes).
+ *    It is ours rather than fuse_session_loop_mt because libfuse's loop reuses one receive buffer
+ *    per thread, which would force a copy of every write: our workers receive into pooled buffers,
+ *    and a large write's buffer is handed to JavaScript as the payload, uncopied, while the worker
+ *    takes a fresh one. A FUSE thread never waits for JavaScript: it records what the request
+ *    carries in a slot, queues the slot on a thread-safe function and goes back to reading.
  *  - The JS thread receives the slot (call_js), hands the request to the TypeScript session, and
  *    replies whenever the handler is done, in any order, by the slot's id.
  *  - A slot can be answered by exactly one of: the JS handler, the watchdog (request timeout) or the
@@ -26,7 +30,6 @@
 #include <node_api.h>
 
 #include <errno.h>
-#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -94,8 +97,10 @@ typedef struct slot {
   double args[MAX_ARGS];
   int nargs;
   char *s1, *s2;      /* names / link targets, malloc'd */
-  void *data;         /* write payload or xattr value, malloc'd; ownership passes to JS */
+  void *data;         /* xattr value (malloc'd) or a write's receive buffer; ownership passes to JS */
   size_t data_len;
+  size_t data_off;    /* where the payload starts in `data` (a receive buffer's header precedes it) */
+  bool data_recv;     /* `data` is a pooled receive buffer */
 } slot_t;
 
 typedef enum { N_INVAL_INODE, N_INVAL_ENTRY, N_DELETE } notify_kind_t;
@@ -161,11 +166,70 @@ static bool g_watchdog_started;
 static double *g_scratch;          /* owned by a JS ArrayBuffer kept alive by g_scratch_ref */
 static napi_ref g_scratch_ref;
 static __thread char t_log[256];   /* last libfuse log message on this thread */
+static __thread char *t_recv;      /* the receive buffer of the request this worker is processing */
 
 static uint64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- receive buffer pool ----
+ * Each worker receives requests into a buffer of libfuse's largest request size. A write's
+ * payload is handed to JavaScript inside that buffer, uncopied, and the worker takes another.
+ * The session detaches the payload once the write's handler has settled, which frees the Buffer's
+ * backing store at once, and its finalizer brings the receive buffer back here, still warm (fresh
+ * memory costs a page fault per 4 KiB). The watchdog gives idle buffers back after a quiet spell. */
+#define POOL_IDLE_BYTES (64u << 20)
+#define POOL_IDLE_MS 10000
+
+typedef struct pooled { struct pooled *next; } pooled_t;
+static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pooled_t *g_pool;
+static size_t g_pool_idle;
+static uint64_t g_pool_used_ms;
+static size_t g_recv_size; /* libfuse's session buffer size: 256 pages + one page of header */
+
+static void *recv_alloc(void) {
+  pthread_mutex_lock(&g_pool_lock);
+  pooled_t *p = g_pool;
+  if (p) {
+    g_pool = p->next;
+    g_pool_idle--;
+  }
+  g_pool_used_ms = now_ms();
+  pthread_mutex_unlock(&g_pool_lock);
+  return p ? (void *)p : malloc(g_recv_size);
+}
+
+static void recv_free(void *buf) {
+  pthread_mutex_lock(&g_pool_lock);
+  if ((g_pool_idle + 1) * g_recv_size <= POOL_IDLE_BYTES) {
+    pooled_t *p = buf;
+    p->next = g_pool;
+    g_pool = p;
+    g_pool_idle++;
+    buf = NULL;
+  }
+  pthread_mutex_unlock(&g_pool_lock);
+  free(buf);
+}
+
+/* Called by the watchdog: after a quiet spell, idle buffers go back to the system. */
+static void pool_trim_if_idle(uint64_t now) {
+  pooled_t *drop = NULL;
+  pthread_mutex_lock(&g_pool_lock);
+  if (now - g_pool_used_ms > POOL_IDLE_MS) {
+    drop = g_pool;
+    g_pool = NULL;
+    g_pool_idle = 0;
+  }
+  pthread_mutex_unlock(&g_pool_lock);
+  while (drop) {
+    pooled_t *next = drop->next;
+    free(drop);
+    drop = next;
+  }
 }
 
 static void log_to_thread(enum fuse_log_level level, const char *fmt, va_list ap) {
@@ -205,7 +269,10 @@ static void slot_unref_locked(slot_t *s) {
   if (--s->refs > 0) return;
   free(s->s1);
   free(s->s2);
-  free(s->data);
+  if (s->data) {
+    if (s->data_recv) recv_free(s->data);
+    else free(s->data);
+  }
   s->s1 = s->s2 = NULL;
   s->data = NULL;
   s->data_len = 0;
@@ -297,6 +364,9 @@ static void *watchdog_main(void *arg) {
       }
       if (ss->head && ss->head->deadline_ms < next) next = ss->head->deadline_ms;
     }
+    pthread_mutex_unlock(&g_lock);
+    pool_trim_if_idle(now);
+    pthread_mutex_lock(&g_lock);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t wait = next > now ? next - now : 1;
@@ -356,6 +426,8 @@ static slot_t *begin(fuse_req_t req, int op) {
   s->ctx[3] = c->umask;
   s->nargs = 0;
   s->answered = false;
+  s->data_recv = false;
+  s->data_off = 0;
   return s;
 }
 
@@ -596,7 +668,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   submit(s, true);
 }
 
-/* The payload is copied here, on the FUSE thread, so the JS thread only wraps it. */
+/* The payload is not copied: JavaScript gets the receive buffer it arrived in. */
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
   BEGIN(OP_WRITE);
@@ -605,9 +677,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   arg(s, FH(fi));
   arg(s, fi->writepage);
   arg(s, fi->flags);
-  s->data = malloc(size ? size : 1);
-  if (!s->data) { abandon(s, ENOMEM); return; }
-  memcpy(s->data, buf, size);
+  /* libfuse decoded the request in place: the payload lies inside this worker's receive buffer. */
+  s->data = t_recv;
+  s->data_off = (size_t)(buf - t_recv);
+  s->data_recv = true;
+  t_recv = NULL; /* tells the worker to take a fresh buffer */
   s->data_len = size;
   submit(s, true);
 }
@@ -770,10 +844,11 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 
 /* ---- dispatch to JS (JS thread) ---- */
 
+/* hint: the receive buffer holding the payload, or NULL for plain malloc'd bytes. */
 static void free_payload(napi_env env, void *data, void *hint) {
   (void)env;
-  (void)hint;
-  free(data);
+  if (hint) recv_free(hint);
+  else free(data);
 }
 
 static napi_value make_string(napi_env env, session_t *ss, const char *str) {
@@ -783,11 +858,12 @@ static napi_value make_string(napi_env env, session_t *ss, const char *str) {
   return v;
 }
 
-/* Hand the payload to JS without copying: the Buffer frees it when collected. */
+/* Hand the payload to JS without copying; its finalizer returns the memory. */
 static napi_value take_payload(napi_env env, slot_t *s) {
   napi_value v;
-  if (napi_create_external_buffer(env, s->data_len, s->data, free_payload, NULL, &v) != napi_ok) {
-    napi_create_buffer_copy(env, s->data_len, s->data, NULL, &v);
+  char *bytes = (char *)s->data + s->data_off;
+  if (napi_create_external_buffer(env, s->data_len, bytes, free_payload, s->data_recv ? s->data : NULL, &v) != napi_ok) {
+    napi_create_buffer_copy(env, s->data_len, bytes, NULL, &v);
     return v;
   }
   s->data = NULL;
@@ -1105,6 +1181,19 @@ static char *get_string(napi_env env, napi_value v, bool utf8) {
   return out;
 }
 
+/* releasePayload(buffer): the write's handler has settled; detaching frees the Buffer's backing
+ * store now (not at some later collection), so its receive buffer goes back to the pool. */
+static napi_value js_release_payload(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], ab;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool detached = true;
+  if (napi_get_typedarray_info(env, argv[0], NULL, NULL, NULL, &ab, NULL) == napi_ok &&
+      napi_is_detached_arraybuffer(env, ab, &detached) == napi_ok && !detached)
+    napi_detach_arraybuffer(env, ab);
+  return NULL;
+}
+
 /* replyReadlink(id, target, utf8) */
 static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
   ARGS(3);
@@ -1336,18 +1425,53 @@ static napi_value js_create_session(napi_env env, napi_callback_info info) {
   return external;
 }
 
+/* One FUSE worker: receive a request into a pooled buffer, let libfuse decode it and call our
+ * op_* (which queue it for JavaScript), repeat until the connection ends. */
+static void *worker_main(void *arg) {
+  session_t *ss = arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals belong to the JS thread */
+  struct fuse_buf fbuf;
+  memset(&fbuf, 0, sizeof fbuf);
+  int ret = 0;
+  while (!fuse_session_exited(ss->se)) {
+    if (!fbuf.mem) fbuf.mem = recv_alloc();
+    if (!fbuf.mem) {
+      ret = -ENOMEM;
+      break;
+    }
+    int res = fuse_session_receive_buf(ss->se, &fbuf);
+    if (res == -EINTR || res == -EAGAIN) continue;
+    if (res <= 0) { /* 0: the connection ended (unmount) */
+      ret = res;
+      break;
+    }
+    t_recv = fbuf.mem;
+    fuse_session_process_buf(ss->se, &fbuf);
+    if (!t_recv) fbuf.mem = NULL; /* a write took the buffer */
+    t_recv = NULL;
+  }
+  if (fbuf.mem) recv_free(fbuf.mem);
+  fuse_session_exit(ss->se);
+  return (void *)(intptr_t)ret;
+}
+
 static void *loop_main(void *arg) {
   session_t *ss = arg;
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals belong to the JS thread */
 
-  struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(cfg, 0);
-  fuse_loop_cfg_set_max_threads(cfg, ss->max_threads);
-  fuse_loop_cfg_set_idle_threads(cfg, ss->max_threads);
-  int ret = fuse_session_loop_mt(ss->se, cfg);
-  fuse_loop_cfg_destroy(cfg);
+  /* This thread is one of the workers; the others join it. */
+  pthread_t *workers = calloc(ss->max_threads, sizeof(pthread_t));
+  uint32_t started = 0;
+  while (workers && started + 1 < ss->max_threads &&
+         pthread_create(&workers[started], NULL, worker_main, ss) == 0)
+    started++;
+  int ret = (int)(intptr_t)worker_main(ss);
+  for (uint32_t i = 0; i < started; i++) pthread_join(workers[i], NULL);
+  free(workers);
 
   /* The kernel connection is gone (unmounted or aborted). Answer what JS still holds, wait for
    * replies being written, stop notifications, then free libfuse's session. */
@@ -1588,11 +1712,8 @@ static napi_value js_libfuse_version(napi_env env, napi_callback_info info) {
 
 static napi_value init_module(napi_env env, napi_value exports) {
   fuse_set_log_func(log_to_thread);
-  /* Write payloads are malloc'd at up to 1 MiB per request and freed when JS lets go of them.
-   * glibc's defaults would map and unmap each one (or trim the heap under it), paying page faults
-   * on every write; with fixed thresholds the memory stays in the arenas and is reused. */
-  mallopt(M_MMAP_THRESHOLD, 8 << 20);
-  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  /* libfuse reads each request into a buffer of FUSE_MAX_MAX_PAGES (256) pages plus a header page. */
+  g_recv_size = 256 * (size_t)sysconf(_SC_PAGESIZE) + 4096;
   napi_property_descriptor props[] = {
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
     FN("setScratch", js_set_scratch),
@@ -1614,6 +1735,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
     FN("replyBuf", js_reply_buf),
     FN("replyIov", js_reply_iov),
     FN("replyReadlink", js_reply_readlink),
+    FN("releasePayload", js_release_payload),
 #undef FN
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

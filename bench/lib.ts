@@ -1,0 +1,124 @@
+// Benchmark plumbing: starting filesystems in their own processes, timed dd runs, RSS sampling,
+// medians and a ratio table. Every figure compares two sides measured in the same run.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { mountsAt } from '../src/fuse/mountpoint.js';
+import { run } from '../test/helpers.js';
+
+export const MiB = 1024 * 1024;
+
+export async function scratchDir(name: string): Promise<{ dir: string; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(path.join(tmpdir(), `orbit-bench-${name}-`));
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export interface MountedProcess {
+  child: ChildProcess;
+  pid: number;
+  output: () => string;
+  unmount: () => Promise<void>;
+}
+
+/** Starts a filesystem program that mounts at `dir` and waits until the mount is there. */
+export async function startFs(cmd: string, args: readonly string[], dir: string): Promise<MountedProcess> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const deadline = Date.now() + 30_000;
+  while (!(await mountsAt(dir)).some((m) => m.fsType.startsWith('fuse'))) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${cmd} did not mount ${dir}: ${out}`);
+    await sleep(20);
+  }
+  return {
+    child,
+    pid: child.pid!,
+    output: () => out,
+    unmount: async () => {
+      const exited = once(child, 'exit');
+      const res = await run('umount', [dir]);
+      if (res.code !== 0) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Runs dd and returns its throughput in MB/s (10^6 bytes a second, as dd reports). */
+export async function dd(args: readonly string[]): Promise<number> {
+  const res = await run('dd', args);
+  if (res.code !== 0) throw new Error(`dd ${args.join(' ')}: ${res.stderr}`);
+  const m = /(\d+) bytes .* copied, ([\d.]+) s/.exec(res.stderr);
+  if (!m) throw new Error(`dd printed no summary: ${res.stderr}`);
+  return Number(m[1]) / Number(m[2]) / 1e6;
+}
+
+export async function dropCaches(): Promise<void> {
+  await writeFile('/proc/sys/vm/drop_caches', '3');
+}
+
+export async function rssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = /VmRSS:\s+(\d+) kB/.exec(status);
+  return kb ? Number(kb[1]) * 1024 : 0;
+}
+
+/** Samples a process's RSS every `everyMs` until stopped; returns the peak. */
+export function sampleRss(pid: number, everyMs = 100): { stop: () => Promise<number> } {
+  let peak = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      peak = Math.max(peak, await rssBytes(pid).catch(() => 0));
+      await sleep(everyMs);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return peak;
+    },
+  };
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export interface Row {
+  what: string;
+  ours: number;
+  theirs?: number;
+  unit: string;
+  /** Lowest acceptable ours/theirs. */
+  goal?: number;
+  note?: string;
+}
+
+export function printTable(title: string, oursName: string, theirsName: string, rows: readonly Row[]): void {
+  console.log(`\n${title}\n${'-'.repeat(title.length)}`);
+  const head = ['', oursName, theirsName, 'ratio', 'goal'];
+  const body = rows.map((r) => {
+    const ratio = r.theirs ? r.ours / r.theirs : undefined;
+    const verdict = r.goal === undefined || ratio === undefined ? '' : ratio >= r.goal ? `>= ${r.goal} met` : `>= ${r.goal} NOT met`;
+    return [
+      r.what,
+      `${fmt(r.ours)} ${r.unit}`,
+      r.theirs === undefined ? '' : `${fmt(r.theirs)} ${r.unit}`,
+      ratio === undefined ? '' : ratio.toFixed(2),
+      verdict + (r.note ? ` ${r.note}` : ''),
+    ];
+  });
+  const widths = head.map((_, i) => Math.max(...[head, ...body].map((row) => row[i]!.length)));
+  for (const row of [head, ...body]) console.log(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+}
+
+function fmt(n: number): string {
+  return n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
+}
