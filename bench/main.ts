@@ -1,5 +1,5 @@
 // `npm run bench`: Orbit's speed, always as ratios against a baseline measured in the same run.
-// Needs root (it mounts filesystems). Options: --rounds N (default 3), --size MiB (default 1024).
+// Needs root (it mounts filesystems). Options: --rounds N (default 5), --size MiB (default 1024).
 import { benchBinding } from './fuse/binding.js';
 
 function option(name: string, fallback: number): number {
@@ -24,4 +24,4 @@ if (process.getuid?.() !== 0) {
   process.exit(1);
 }
 
-await benchBinding(option('--rounds', 3), option('--size', 1024));
+await benchBinding(option('--rounds', 5), option('--size', 1024));

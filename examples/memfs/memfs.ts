@@ -1,7 +1,8 @@
 // An in-memory filesystem over the fuse layer: the binding's test subject and benchmark partner.
 // It implements every operation of the contract with POSIX behaviour, keeps file bytes in blocks
-// of up to 1 MiB (writes are copied in: their buffers are only lent) and answers reads with slices
-// of those blocks, uncopied.
+// of up to 1 MiB and answers reads with slices of those blocks, uncopied. A write that makes a new
+// whole block keeps the kernel's buffer as the block (WriteInfo.keep); others are copied in, so
+// their buffers go straight back to the binding.
 import { constants as fsConstants } from 'node:fs';
 import { constants } from 'node:os';
 import type {
@@ -15,6 +16,7 @@ import type {
   SetattrChanges,
   StatfsReply,
   Timespec,
+  WriteInfo,
 } from '../../src/fuse/contract.js';
 import type { DirentWriter } from '../../src/fuse/dirent.js';
 import { FuseError } from '../../src/fuse/errors.js';
@@ -268,9 +270,17 @@ export class MemFs implements FuseOperations {
     return this.readBytes(node, offset, size);
   }
 
-  write(_ctx: RequestContext, ino: number, _fh: number, offset: number, data: Buffer): number {
+  write(_ctx: RequestContext, ino: number, _fh: number, offset: number, data: Buffer, info: WriteInfo): number {
     const node = this.node(ino);
-    this.writeBytes(node, offset, data);
+    // A write of exactly one new, aligned block: the payload becomes the block, uncopied.
+    const index = offset / BLOCK;
+    if (data.length === BLOCK && Number.isInteger(index) && !node.blocks?.has(index) && node.blocks) {
+      node.blocks.set(index, info.keep());
+      this.account(node, BLOCK);
+      node.attr.size = Math.max(node.attr.size, offset + BLOCK);
+    } else {
+      this.writeBytes(node, offset, data);
+    }
     node.attr.mtime = node.attr.ctime = now();
     return data.length;
   }

@@ -6,7 +6,7 @@ import { FuseSession } from '../../src/fuse/session.js';
 import { MountError } from '../../src/fuse/errors.js';
 import { MemFs } from './memfs.js';
 
-const FLAGS = ['--allow-other', '--writeback', '--debug', '--stats'];
+const FLAGS = ['--allow-other', '--writeback', '--auto-unmount', '--debug', '--stats'];
 const [mountpoint, ...flags] = process.argv.slice(2);
 const bad = flags.find((f) => !FLAGS.includes(f));
 if (!mountpoint || mountpoint.startsWith('--') || bad) {
@@ -24,23 +24,25 @@ if (flags.includes('--stats')) {
     stats.readBytes += size;
     return read(ctx, ino, fh, offset, size);
   };
-  fs.write = (ctx, ino, fh, offset, data) => {
+  fs.write = (ctx, ino, fh, offset, data, info) => {
     stats.writes++;
     stats.writeBytes += data.length;
-    return write(ctx, ino, fh, offset, data);
+    return write(ctx, ino, fh, offset, data, info);
   };
   process.on('SIGUSR1', () => console.log(JSON.stringify(stats)));
 }
 
-const session = new FuseSession(fs, {
-  fsName: 'memfs',
-  subtype: 'memfs',
-  allowOther: flags.includes('--allow-other'),
-  defaultPermissions: true,
-  writebackCache: flags.includes('--writeback'),
-  debug: flags.includes('--debug'),
-});
+let session: FuseSession;
 try {
+  session = new FuseSession(fs, {
+    fsName: 'memfs',
+    subtype: 'memfs',
+    allowOther: flags.includes('--allow-other'),
+    defaultPermissions: true,
+    writebackCache: flags.includes('--writeback'),
+    autoUnmount: flags.includes('--auto-unmount'),
+    debug: flags.includes('--debug'),
+  });
   await mkdir(mountpoint, { recursive: true });
   await session.mount(mountpoint);
 } catch (err) {

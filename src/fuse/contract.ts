@@ -108,6 +108,10 @@ export interface WriteInfo {
   writepage: boolean;
   /** The open flags of the file handle. */
   flags: number;
+  /** Makes the payload the filesystem's own: it stays valid after the handler settles and is
+   * freed when collected, so keeping a large write costs no copy. It pins the whole request
+   * buffer (1 MiB), so copy small payloads instead. */
+  keep(): Buffer;
 }
 
 /** What the kernel and libfuse agreed at init. */
@@ -147,8 +151,9 @@ export interface FuseOperations {
   /** Return at most `size` bytes; fewer only at end of file. Several parts are sent without joining. */
   read?(ctx: RequestContext, ino: number, fh: number, offset: number, size: number): Result<Uint8Array | readonly Uint8Array[]>;
   /** Returns bytes written. `data` is valid until the handler settles, as in libfuse: copy what
-   * you keep. (It is the kernel's request buffer, handed over uncopied; once the handler settles
-   * it goes back to the binding and any Buffer still pointing at it reads as empty.) */
+   * you need later, or take it whole with info.keep(). (It is the kernel's request buffer, handed
+   * over uncopied; once the handler settles it goes back to the binding and any Buffer still
+   * pointing at it reads as empty.) */
   write?(ctx: RequestContext, ino: number, fh: number, offset: number, data: Buffer, info: WriteInfo): Result<number>;
   flush?(ctx: RequestContext, ino: number, fh: number): Result<void>;
   release?(ctx: RequestContext, ino: number, fh: number, flags: number): Result<void>;

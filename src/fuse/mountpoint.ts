@@ -5,7 +5,7 @@ import { constants } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { MountError } from './errors.js';
-import { native } from './native.js';
+import { loadBinding } from './native.js';
 
 export interface MountInfo {
   mountpoint: string;
@@ -53,7 +53,7 @@ export async function prepareMountpoint(mountpoint: string, nonEmpty: boolean, l
     // "Transport endpoint is not connected": a FUSE filesystem here died without unmounting.
     log.warn({ mountpoint: target }, 'stale FUSE mount found (its process is gone); detaching it');
     try {
-      await native.unmount(target, true);
+      await loadBinding().native.unmount(target, true);
     } catch (unmountErr) {
       throw new MountError(`mountpoint ${target} is a stale FUSE mount and cannot be detached: ${(unmountErr as Error).message}`);
     }

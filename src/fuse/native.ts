@@ -47,11 +47,24 @@ function load(): NativeBinding {
   }
 }
 
-export const native: NativeBinding = load();
+export interface LoadedBinding {
+  native: NativeBinding;
+  /** One exchange area for all sessions: requests are written to its first half just before the
+   * dispatcher runs, replies to its second half just before a reply call. Both are synchronous on
+   * the JS thread, so they never overlap. */
+  scratch: Float64Array;
+}
 
-// One exchange area for all sessions: requests are written to its first half just before the
-// dispatcher runs, replies to its second half just before a reply call. Both are synchronous on
-// this thread, so they never overlap.
-const scratchBuffer = new ArrayBuffer(SCRATCH_DOUBLES * 8);
-export const scratch = new Float64Array(scratchBuffer);
-native.setScratch(scratchBuffer);
+let loaded: LoadedBinding | undefined;
+
+/** The binding, loaded on first use so that a missing libfuse3 is a MountError the caller can
+ * report in one line, not a failure at import time. */
+export function loadBinding(): LoadedBinding {
+  if (!loaded) {
+    const native = load();
+    const buffer = new ArrayBuffer(SCRATCH_DOUBLES * 8);
+    native.setScratch(buffer);
+    loaded = { native, scratch: new Float64Array(buffer) };
+  }
+  return loaded;
+}

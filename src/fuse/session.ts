@@ -26,7 +26,7 @@ import type {
 import { DirentWriter, type EntryDefaults } from './dirent.js';
 import { errnoOf, MountError } from './errors.js';
 import { prepareMountpoint } from './mountpoint.js';
-import { native, scratch, type NativeSession } from './native.js';
+import { loadBinding, type NativeBinding, type NativeSession } from './native.js';
 import {
   AttrField as F,
   NotifyKind,
@@ -59,8 +59,19 @@ const HANDLER_OPS: ReadonlyArray<[keyof FuseOperations, Op]> = [
 
 type Reply<T> = (id: number, value: T) => void;
 
-const q = scratch; // request half: [op, id, uid, gid, pid, umask, a0, a1, ...]
-const r = scratch.subarray(REPLY_BASE); // reply half
+// Set by the first session (the binding loads lazily): the binding, and the scratch area's
+// request half [op, id, uid, gid, pid, umask, a0, a1, ...] and reply half.
+let native: NativeBinding;
+let q: Float64Array;
+let r: Float64Array;
+
+function bindNative(): void {
+  if (native) return;
+  const loaded = loadBinding();
+  native = loaded.native;
+  q = loaded.scratch;
+  r = loaded.scratch.subarray(REPLY_BASE);
+}
 
 function putAttr(a: Attr): void {
   r[F.Ino] = a.ino;
@@ -98,8 +109,9 @@ function timespecAt(i: number): Timespec {
   return { sec: q[REQ_ARGS + i] ?? 0, nsec: q[REQ_ARGS + i + 1] ?? 0 };
 }
 
-// Sessions still mounted, for signal and exit handling.
+// Sessions still mounted, and mounts under way, for signal and exit handling.
 const mounted = new Set<FuseSession>();
+const mounting = new Set<Promise<unknown>>();
 let signalsInstalled = false;
 
 function onExit(): void {
@@ -107,22 +119,54 @@ function onExit(): void {
   for (const s of mounted) if (s.mountpoint) native.unmountSync(s.mountpoint);
 }
 
-function onSignal(signal: NodeJS.Signals): void {
+async function unmountAllAndDie(signal: NodeJS.Signals): Promise<void> {
+  // A mount(2) may be under way on the thread pool: let it land, then take it down too.
+  await Promise.allSettled(mounting);
   const sessions = [...mounted].filter((s) => s.handlesSignals);
-  if (sessions.length === 0) return;
-  void Promise.allSettled(sessions.map((s) => s.unmount().catch(() => s.unmount({ lazy: true })))).then(() => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.kill(process.pid, signal); // die of the signal, as without us
-  });
+  await Promise.allSettled(sessions.map((s) => s.unmount().catch(() => s.unmount({ lazy: true }))));
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  signalsInstalled = false;
+  process.kill(process.pid, signal); // die of the signal, as without us
 }
 
-function installProcessHandlers(): void {
-  if (signalsInstalled) return;
-  signalsInstalled = true;
-  process.on('exit', onExit);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+function onSignal(signal: NodeJS.Signals): void {
+  if ([...mounted].some((s) => s.handlesSignals) || mounting.size > 0) void unmountAllAndDie(signal);
+}
+
+let exitInstalled = false;
+
+/** Every mount is detached at exit; sessions that handle signals also unmount on SIGINT/SIGTERM. */
+function installProcessHandlers(signals: boolean): void {
+  if (!exitInstalled) {
+    exitInstalled = true;
+    process.on('exit', onExit);
+  }
+  if (signals && !signalsInstalled) {
+    signalsInstalled = true;
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+}
+
+/** A write's payload and its WriteInfo: lent to the handler unless it keeps it. */
+class LentPayload implements WriteInfo {
+  private kept = false;
+
+  constructor(
+    readonly data: Buffer,
+    readonly writepage: boolean,
+    readonly flags: number,
+  ) {}
+
+  keep(): Buffer {
+    this.kept = true;
+    return this.data;
+  }
+
+  giveBack(): void {
+    if (!this.kept) native.releasePayload(this.data);
+  }
 }
 
 export class FuseSession {
@@ -144,6 +188,7 @@ export class FuseSession {
   private resolveInit: ((c: ConnectionInfo) => void) | undefined;
 
   constructor(fs: FuseOperations, options: SessionOptions = {}, log: Logger = componentLogger('fuse')) {
+    bindNative();
     this.fs = fs;
     this.options = options;
     this.log = log;
@@ -183,14 +228,19 @@ export class FuseSession {
   async mount(mountpoint: string): Promise<void> {
     const target = await prepareMountpoint(mountpoint, this.options.nonEmpty ?? false, this.log);
     const initDone = new Promise<ConnectionInfo>((resolve) => (this.resolveInit = resolve));
+    // Handlers first: once mount(2) is done a signal must find them in place.
+    installProcessHandlers(this.handlesSignals);
+    const attempt = native.mount(this.handle, target, this.mountOptionString());
+    mounting.add(attempt);
     try {
-      await native.mount(this.handle, target, this.mountOptionString());
+      await attempt;
     } catch (err) {
       throw new MountError((err as Error).message);
+    } finally {
+      mounting.delete(attempt);
     }
     this.mountpoint = target;
     mounted.add(this);
-    installProcessHandlers();
     // The kernel sends INIT right after mount(2); if the connection dies first, so does the wait.
     await Promise.race([initDone, this.closed.then(() => Promise.reject(new MountError(`mount at ${target} ended during init`)))]);
     this.log.info({ mountpoint: target, maxWrite: this.connection?.maxWrite }, 'mounted');
@@ -327,7 +377,7 @@ export class FuseSession {
       case Op.Read:
         return this.settle(id, op, fs.read?.(ctx, a(0), a(3), a(2), a(1)), this.replyData);
       case Op.Write:
-        return this.write(id, ctx, a(0), a(2), a(1), data!, { writepage: a(3) !== 0, flags: a(4) });
+        return this.write(id, ctx, a(0), a(2), a(1), new LentPayload(data!, a(3) !== 0, a(4)));
       case Op.Flush:
         return this.settle(id, op, fs.flush?.(ctx, a(0), a(1)), this.replyOk);
       case Op.Release:
@@ -378,29 +428,29 @@ export class FuseSession {
   }
 
   /** A write's payload is lent for the handler's duration: replied to, then handed back. */
-  private write(id: number, ctx: RequestContext, ino: number, fh: number, offset: number, data: Buffer, info: WriteInfo): void {
+  private write(id: number, ctx: RequestContext, ino: number, fh: number, offset: number, lent: LentPayload): void {
     let result: Result<number>;
     try {
-      result = this.fs.write!(ctx, ino, fh, offset, data, info);
+      result = this.fs.write!(ctx, ino, fh, offset, lent.data, lent);
     } catch (err) {
       this.fail(id, Op.Write, err);
-      native.releasePayload(data);
+      lent.giveBack();
       return;
     }
     if (result instanceof Promise) {
       result.then(
         (n) => {
           this.deliver(id, Op.Write, n, this.replyWrite);
-          native.releasePayload(data);
+          lent.giveBack();
         },
         (err: unknown) => {
           this.fail(id, Op.Write, err);
-          native.releasePayload(data);
+          lent.giveBack();
         },
       );
     } else {
       this.deliver(id, Op.Write, result, this.replyWrite);
-      native.releasePayload(data);
+      lent.giveBack();
     }
   }
 

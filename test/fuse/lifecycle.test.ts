@@ -64,6 +64,32 @@ describe('mount lifecycle', () => {
     assert.match(res.stderr, /^memfs: \/dev\/fuse is missing or not accessible/);
   });
 
+  it('says so when libfuse3 is missing at run time', async () => {
+    const dir = await freshDir();
+    const lib = (await run('sh', ['-c', 'readlink -f "$(ldconfig -p | awk \'/libfuse3\\.so\\.3 /{print $NF; exit}\')"'])).stdout.trim();
+    assert.ok(lib, 'libfuse3.so.3 not found by ldconfig');
+    const res = await run('unshare', ['-m', 'sh', '-c', `mount --bind /dev/null "${lib}" && exec "${process.execPath}" --import tsx "${memfsMain}" "${dir}"`]);
+    assert.equal(res.code, 1);
+    assert.equal(res.stderr.trim(), 'memfs: libfuse3 is not installed (on Debian/Ubuntu: apt-get install fuse3)');
+  });
+
+  it('names the packages to install when libfuse3 headers are missing at build time', async () => {
+    const res = await run(process.execPath, [path.join(repo, 'scripts/build-native.mjs')], {
+      env: { ...process.env, PKG_CONFIG_LIBDIR: '/nonexistent', PKG_CONFIG_PATH: '' },
+    });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /libfuse3 development files not found .* apt-get install -y fuse3 libfuse3-dev pkg-config/);
+  });
+
+  it('is unmounted by fusermount3 when its process is killed, with auto_unmount', async () => {
+    const dir = await freshDir();
+    const proc = start(process.execPath, ['--import', 'tsx', memfsMain, dir, '--auto-unmount']);
+    await waitFor(() => isMounted(dir), `auto_unmount mount at ${dir}`);
+    proc.child.kill('SIGKILL');
+    await once(proc.child, 'exit');
+    await waitFor(async () => !(await isMounted(dir)), 'the mount to go away');
+  });
+
   it('detaches a stale mount left by a killed process, with a warning, and mounts', async () => {
     const dir = await freshDir();
     const child = await mountInChild(dir);
