@@ -9,7 +9,10 @@ let root: Logger | undefined;
 export function rootLogger(): Logger {
   root ??= pino(
     { name: 'orbit', level: process.env.ORBIT_LOG ?? 'info', base: { pid: process.pid } },
-    pino.destination({ fd: 2, sync: false }),
+    // Asynchronous, so a slow reader of stderr never stalls a filesystem. minLength 1 still writes
+    // each line at once, but makes flush(cb) wait for writes in flight (with 0 it returns at
+    // once), which a process about to die of a signal relies on.
+    pino.destination({ fd: 2, sync: false, minLength: 1 }),
   );
   return root;
 }

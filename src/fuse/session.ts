@@ -124,6 +124,8 @@ async function unmountAllAndDie(signal: NodeJS.Signals): Promise<void> {
   await Promise.allSettled(mounting);
   const sessions = [...mounted].filter((s) => s.handlesSignals);
   await Promise.allSettled(sessions.map((s) => s.unmount().catch(() => s.unmount({ lazy: true }))));
+  // Dying of a signal skips the exit hooks that drain asynchronous log buffers: drain them now.
+  await Promise.all(sessions.map((s) => new Promise<void>((resolve) => s.log.flush(() => resolve()))));
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   signalsInstalled = false;

@@ -677,11 +677,18 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   arg(s, FH(fi));
   arg(s, fi->writepage);
   arg(s, fi->flags);
-  /* libfuse decoded the request in place: the payload lies inside this worker's receive buffer. */
-  s->data = t_recv;
-  s->data_off = (size_t)(buf - t_recv);
-  s->data_recv = true;
-  t_recv = NULL; /* tells the worker to take a fresh buffer */
+  if (t_recv && buf >= t_recv && buf + size <= t_recv + g_recv_size) {
+    /* libfuse decoded the request in place: the payload lies in this worker's receive buffer. */
+    s->data = t_recv;
+    s->data_off = (size_t)(buf - t_recv);
+    s->data_recv = true;
+    t_recv = NULL; /* tells the worker to take a fresh buffer */
+  } else {
+    /* Not where we expect it (another libfuse, or a splice path): copy rather than guess. */
+    s->data = malloc(size ? size : 1);
+    if (!s->data) { abandon(s, ENOMEM); return; }
+    memcpy(s->data, buf, size);
+  }
   s->data_len = size;
   submit(s, true);
 }
