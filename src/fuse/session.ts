@@ -105,8 +105,13 @@ function tri(v: boolean | undefined): number {
   return v === undefined ? -1 : v ? 1 : 0;
 }
 
+/** The i-th numeric argument of the request being dispatched. */
+function a(i: number): number {
+  return q[REQ_ARGS + i] ?? 0;
+}
+
 function timespecAt(i: number): Timespec {
-  return { sec: q[REQ_ARGS + i] ?? 0, nsec: q[REQ_ARGS + i + 1] ?? 0 };
+  return { sec: a(i), nsec: a(i + 1) };
 }
 
 // Sessions still mounted, and mounts under way, for signal and exit handling.
@@ -316,7 +321,6 @@ export class FuseSession {
   };
 
   private event(op: number): void {
-    const a = (i: number): number => q[REQ_ARGS + i] ?? 0;
     switch (op) {
       case Op.Forget:
         this.fs.forget?.(a(0), a(1));
@@ -348,14 +352,12 @@ export class FuseSession {
 
   private request(op: number, id: number, ctx: RequestContext, s1?: string, s2?: string, data?: Buffer): void {
     const fs = this.fs;
-    const a = (i: number): number => q[REQ_ARGS + i] ?? 0;
-    const fh = (i: number): number | undefined => (a(i) < 0 ? undefined : a(i));
     const name = s1 ?? '';
     switch (op) {
       case Op.Lookup:
         return this.settle(id, op, fs.lookup?.(ctx, a(0), name), this.replyEntry);
       case Op.Getattr:
-        return this.settle(id, op, fs.getattr?.(ctx, a(0), fh(1)), this.replyAttr);
+        return this.settle(id, op, fs.getattr?.(ctx, a(0), a(1) < 0 ? undefined : a(1)), this.replyAttr);
       case Op.Setattr:
         return this.settle(id, op, fs.setattr?.(ctx, a(0), this.setattrChanges()), this.replyAttr);
       case Op.Readlink:
@@ -457,7 +459,6 @@ export class FuseSession {
   }
 
   private setattrChanges(): SetattrChanges {
-    const a = (i: number): number => q[REQ_ARGS + i] ?? 0;
     const valid = a(1);
     const c: SetattrChanges = {};
     if (valid & SetattrBits.Mode) c.mode = a(2);
