@@ -1,0 +1,94 @@
+// The chunk format, version 1: how a chunk's plaintext is stored. Pure functions, run on the
+// codec workers (compression and hashing are too heavy for the event loop).
+//
+//   offset size  field
+//        0    4  magic "ORBC"
+//        4    1  format version (1)
+//        5    1  codec: 0 raw, 1 zstd
+//        6    2  reserved, 0
+//        8    4  plaintext length, u32 LE (chunks are at most 4 MiB)
+//       12    4  payload length, u32 LE
+//       16       payload
+//
+// A chunk is named by the BLAKE3 of its plaintext, so decoding verifies the name: a flipped bit
+// anywhere is caught, whatever the codec.
+import { compress, decompress } from 'zstd-napi';
+import { chunkId, type ChunkId } from './hash.js';
+
+export const FORMAT_VERSION = 1;
+const MAGIC = 0x4342524f; // "ORBC" read as u32 LE
+const HEADER = 16;
+export const enum Codec {
+  Raw = 0,
+  Zstd = 1,
+}
+/** zstd level 1: ~300 MB/s in, ~1.4 GB/s out on these machines; higher levels cost more than
+ * they save for a filesystem's write path. */
+const ZSTD_LEVEL = 1;
+/** Keep the compressed form only when it saves at least this fraction: decompressing costs time
+ * on every read, so a few percent is not worth it. */
+const MIN_SAVING = 0.03;
+
+/** A stored chunk failed its checks: the bytes on disk are not what was written. */
+export class ChunkCorruptError extends Error {
+  readonly code = 'EIO';
+  constructor(
+    readonly id: ChunkId,
+    reason: string,
+  ) {
+    super(`chunk ${id} is corrupt: ${reason}`);
+    this.name = 'ChunkCorruptError';
+  }
+}
+
+export interface EncodedChunk {
+  id: ChunkId;
+  /** Header and payload, as stored. */
+  bytes: Buffer;
+  codec: Codec;
+}
+
+export function encodeChunk(plain: Uint8Array): EncodedChunk {
+  const id = chunkId(plain);
+  const packed = plain.length > 0 ? compress(plain, { compressionLevel: ZSTD_LEVEL }) : undefined;
+  const useZstd = packed !== undefined && packed.length <= plain.length * (1 - MIN_SAVING);
+  const payload = useZstd ? packed : plain;
+  const bytes = Buffer.allocUnsafe(HEADER + payload.length);
+  bytes.writeUInt32LE(MAGIC, 0);
+  bytes.writeUInt8(FORMAT_VERSION, 4);
+  bytes.writeUInt8(useZstd ? Codec.Zstd : Codec.Raw, 5);
+  bytes.writeUInt16LE(0, 6);
+  bytes.writeUInt32LE(plain.length, 8);
+  bytes.writeUInt32LE(payload.length, 12);
+  bytes.set(payload, HEADER);
+  return { id, bytes, codec: useZstd ? Codec.Zstd : Codec.Raw };
+}
+
+/** The plaintext of a stored chunk, verified against its name. */
+export function decodeChunk(id: ChunkId, stored: Uint8Array): Buffer {
+  if (stored.length < HEADER) throw new ChunkCorruptError(id, `${stored.length} bytes is shorter than the header`);
+  const view = Buffer.from(stored.buffer, stored.byteOffset, stored.length);
+  if (view.readUInt32LE(0) !== MAGIC) throw new ChunkCorruptError(id, 'bad magic');
+  const version = view.readUInt8(4);
+  if (version !== FORMAT_VERSION) throw new ChunkCorruptError(id, `unknown format version ${version}`);
+  const codec = view.readUInt8(5);
+  const plainLength = view.readUInt32LE(8);
+  const payloadLength = view.readUInt32LE(12);
+  if (HEADER + payloadLength !== stored.length) throw new ChunkCorruptError(id, 'length does not match the header');
+  const payload = view.subarray(HEADER);
+  let plain: Buffer;
+  if (codec === Codec.Raw) {
+    plain = Buffer.from(payload);
+  } else if (codec === Codec.Zstd) {
+    try {
+      plain = decompress(payload);
+    } catch (err) {
+      throw new ChunkCorruptError(id, `zstd: ${(err as Error).message}`);
+    }
+  } else {
+    throw new ChunkCorruptError(id, `unknown codec ${codec}`);
+  }
+  if (plain.length !== plainLength) throw new ChunkCorruptError(id, 'plaintext length does not match the header');
+  if (chunkId(plain) !== id) throw new ChunkCorruptError(id, 'BLAKE3 does not match its name');
+  return plain;
+}

@@ -1,0 +1,183 @@
+// The meta layer's contract: everything Orbit knows about volumes, inodes, names, extended
+// attributes and file contents, behind one asynchronous interface that an embedded SQLite engine
+// (the default, on a worker thread: better-sqlite3 is synchronous) and a PostgreSQL engine (for
+// many machines on one volume) both implement.
+//
+// Every method is one atomic, isolated operation of the filesystem (as JuiceFS's pkg/meta
+// interface is), not a query language: each engine keeps its own transactions, and callers
+// never see a half-done rename or write. Operations are crash-consistent: after a crash the
+// store is as it was after some prefix of the completed operations. They are durable only once
+// sync() has resolved (what fsync waits for).
+//
+// Permission checks belong to the kernel (default_permissions); the engine enforces the rules
+// of the namespace itself: names, types, emptiness, link counts, loops.
+
+import type { ChunkId } from '../pool/contract.js';
+
+export type Ino = number;
+
+export const enum FileType {
+  Regular = 0o100000,
+  Directory = 0o040000,
+  Symlink = 0o120000,
+  Fifo = 0o010000,
+  Socket = 0o140000,
+  CharDevice = 0o020000,
+  BlockDevice = 0o060000,
+}
+
+/** Nanosecond time as [seconds, nanoseconds]: JavaScript numbers cannot hold ns since 1970. */
+export interface Time {
+  sec: number;
+  nsec: number;
+}
+
+export interface InodeAttr {
+  ino: Ino;
+  /** Type and permission bits, as st_mode. */
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdev: number;
+  size: number;
+  atime: Time;
+  mtime: Time;
+  ctime: Time;
+  /** Bumped when an inode number is reused, for NFS-style handles. */
+  generation: number;
+}
+
+export interface DirEntry {
+  name: string;
+  ino: Ino;
+  /** Type bits of the entry's inode (S_IFMT part of mode). */
+  type: number;
+  /** Where to continue listing after this entry. */
+  cookie: number;
+}
+
+/** A piece of a file: `length` bytes of chunk `chunk` from `chunkOffset`, at `offset` in the file.
+ * A file's extents never overlap; bytes covered by none are a hole and read as zeros. */
+export interface Extent {
+  offset: number;
+  length: number;
+  chunk: ChunkId;
+  chunkOffset: number;
+}
+
+/** A chunk an extent may name: its id, plaintext size and size as stored. */
+export interface ChunkInfo {
+  id: ChunkId;
+  size: number;
+  storedSize: number;
+}
+
+export interface Caller {
+  uid: number;
+  gid: number;
+  /** Already applied by the kernel unless the filesystem asked otherwise; kept for the record. */
+  umask: number;
+}
+
+export interface NewNode {
+  type: FileType;
+  /** Permission bits (and set-id / sticky bits). */
+  perm: number;
+  rdev?: number;
+  /** Symlink target. */
+  target?: string;
+}
+
+export interface AttrChanges {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: Time | 'now';
+  mtime?: Time | 'now';
+  ctime?: Time;
+}
+
+export interface VolumeInfo {
+  id: number;
+  name: string;
+  root: Ino;
+  createdAt: Time;
+}
+
+export interface Usage {
+  /** Bytes of file contents as applications see them (holes excluded). */
+  logicalBytes: number;
+  /** Bytes of distinct chunks referenced, as stored (after dedup and compression). */
+  storedBytes: number;
+  inodes: number;
+}
+
+/** What an unlink or rename-over left behind: the inode, and whether its last name is gone. */
+export interface Removed {
+  ino: Ino;
+  /** No names are left: the inode's contents go once no open file holds it (see release()). */
+  orphaned: boolean;
+}
+
+export class MetaError extends Error {
+  constructor(
+    readonly code: 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EINVAL' | 'EPERM' | 'ENAMETOOLONG' | 'ENODATA' | 'EMLINK' | 'ERANGE' | 'ENOSPC',
+    message?: string,
+  ) {
+    super(message ?? code);
+    this.name = 'MetaError';
+  }
+}
+
+export interface MetaEngine {
+  // ---- volumes ----
+  createVolume(name: string, owner: Caller): Promise<VolumeInfo>;
+  volumes(): Promise<VolumeInfo[]>;
+  /** Fails with ENOTEMPTY unless `force`; contents' chunk references are dropped. */
+  removeVolume(name: string, force: boolean): Promise<void>;
+  usage(volume?: string): Promise<Usage>;
+
+  // ---- names ----
+  lookup(parent: Ino, name: string): Promise<InodeAttr>;
+  getattr(ino: Ino): Promise<InodeAttr>;
+  setattr(ino: Ino, changes: AttrChanges): Promise<InodeAttr>;
+  create(parent: Ino, name: string, node: NewNode, caller: Caller): Promise<InodeAttr>;
+  link(ino: Ino, parent: Ino, name: string): Promise<InodeAttr>;
+  unlink(parent: Ino, name: string): Promise<Removed>;
+  rmdir(parent: Ino, name: string): Promise<void>;
+  /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2). Returns what a replaced target left. */
+  rename(parent: Ino, name: string, newParent: Ino, newName: string, flags: number): Promise<Removed | undefined>;
+  readlink(ino: Ino): Promise<string>;
+  /** Entries after `cookie` (0: from the start, "." and ".." included), at most `limit`. */
+  readdir(ino: Ino, cookie: number, limit: number): Promise<DirEntry[]>;
+
+  // ---- open files ----
+  /** An open file handle holds its inode: an unlinked inode lives until its last release. */
+  open(ino: Ino): Promise<void>;
+  /** Returns true when this was the last hold on an orphaned inode, which is now gone. */
+  release(ino: Ino): Promise<boolean>;
+
+  // ---- contents ----
+  /** Extents overlapping [offset, offset + length), in file order. */
+  extents(ino: Ino, offset: number, length: number): Promise<Extent[]>;
+  /** Replaces what lies in [offset, offset + length) with `extents` (all inside that range),
+   * sets the size to at least `newSize` and the times, and records chunks never seen before. */
+  writeExtents(ino: Ino, offset: number, length: number, extents: Extent[], chunks: ChunkInfo[], newSize: number, mtime: Time): Promise<InodeAttr>;
+  /** Chunks no extent of any volume references any more: safe to delete from the pool. */
+  unreferencedChunks(limit: number): Promise<ChunkInfo[]>;
+  forgetChunks(ids: ChunkId[]): Promise<void>;
+
+  // ---- extended attributes ----
+  getxattr(ino: Ino, name: string): Promise<Buffer>;
+  listxattr(ino: Ino): Promise<string[]>;
+  /** flags: XATTR_CREATE (1), XATTR_REPLACE (2). */
+  setxattr(ino: Ino, name: string, value: Uint8Array, flags: number): Promise<void>;
+  removexattr(ino: Ino, name: string): Promise<void>;
+
+  // ---- durability ----
+  /** Every operation completed so far survives power loss once this resolves. */
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,568 @@
+// The embedded metadata engine: every MetaEngine operation as one SQLite transaction, with
+// prepared statements. It is synchronous (better-sqlite3), so it runs on a worker thread
+// (host.ts), never on the event loop that serves FUSE.
+import Database from 'better-sqlite3';
+import type { Statement } from 'better-sqlite3';
+import {
+  FileType,
+  MetaError,
+  type AttrChanges,
+  type Caller,
+  type ChunkInfo,
+  type DirEntry,
+  type Extent,
+  type InodeAttr,
+  type Ino,
+  type NewNode,
+  type Removed,
+  type Time,
+  type Usage,
+  type VolumeInfo,
+} from '../contract.js';
+import { MAX_EXTENT, SCHEMA, SCHEMA_VERSION } from './schema.js';
+
+const S_IFMT = 0o170000;
+const S_ISGID = 0o2000;
+const NAME_MAX = 255;
+const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
+const XATTR_CREATE = 1;
+const XATTR_REPLACE = 2;
+
+interface InodeRow {
+  ino: number;
+  volume: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdev: number;
+  size: number;
+  atime_s: number; atime_ns: number;
+  mtime_s: number; mtime_ns: number;
+  ctime_s: number; ctime_ns: number;
+  parent: number | null;
+  target: string | null;
+  opens: number;
+}
+
+interface ExtentRow {
+  offset: number;
+  length: number;
+  chunk: Buffer;
+  chunk_offset: number;
+}
+
+function now(): Time {
+  const ms = Date.now();
+  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 };
+}
+
+function toAttr(r: InodeRow): InodeAttr {
+  return {
+    ino: r.ino, mode: r.mode, nlink: r.nlink, uid: r.uid, gid: r.gid, rdev: r.rdev, size: r.size,
+    atime: { sec: r.atime_s, nsec: r.atime_ns },
+    mtime: { sec: r.mtime_s, nsec: r.mtime_ns },
+    ctime: { sec: r.ctime_s, nsec: r.ctime_ns },
+    generation: 0, // inode numbers are never reused
+  };
+}
+
+const isDir = (mode: number): boolean => (mode & S_IFMT) === FileType.Directory;
+
+function checkName(name: string): void {
+  if (name === '' || name === '.' || name === '..' || name.includes('/')) throw new MetaError('EINVAL', `bad name ${JSON.stringify(name)}`);
+  if (Buffer.byteLength(name) > NAME_MAX) throw new MetaError('ENAMETOOLONG');
+}
+
+export class SqliteEngine {
+  private readonly db: Database.Database;
+  private readonly st: Record<string, Statement>;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    // WAL: readers never block the writer. NORMAL: commits are ordered and crash-consistent
+    // without an fsync each; sync() makes them durable when an application asks (fsync).
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('cache_size = -65536'); // 64 MiB of page cache
+    this.db.pragma('temp_store = MEMORY');
+    this.db.exec(SCHEMA);
+    const version = this.db.prepare("SELECT value FROM settings WHERE key = 'schema'").pluck().get() as string | undefined;
+    if (version === undefined) this.db.prepare("INSERT INTO settings VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
+    else if (Number(version) !== SCHEMA_VERSION) throw new Error(`metadata schema ${version} is not supported (this Orbit reads ${SCHEMA_VERSION})`);
+
+    const p = (sql: string): Statement => this.db.prepare(sql);
+    this.st = {
+      inode: p('SELECT * FROM inodes WHERE ino = ?'),
+      insertInode: p(`INSERT INTO inodes (volume, mode, nlink, uid, gid, rdev, size, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, parent, target)
+        VALUES (@volume, @mode, @nlink, @uid, @gid, @rdev, 0, @s, @ns, @s, @ns, @s, @ns, @parent, @target)`),
+      deleteInode: p('DELETE FROM inodes WHERE ino = ?'),
+      setNlink: p('UPDATE inodes SET nlink = nlink + ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
+      touchDir: p('UPDATE inodes SET mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
+      touchCtime: p('UPDATE inodes SET ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
+      setParent: p('UPDATE inodes SET parent = ? WHERE ino = ?'),
+      setOpens: p('UPDATE inodes SET opens = opens + ? WHERE ino = ?'),
+      dentry: p('SELECT ino, type FROM dentries WHERE parent = ? AND name = ?'),
+      insertDentry: p('INSERT INTO dentries (parent, name, ino, type) VALUES (?, ?, ?, ?)'),
+      deleteDentry: p('DELETE FROM dentries WHERE parent = ? AND name = ?'),
+      moveDentry: p('UPDATE dentries SET parent = ?, name = ? WHERE parent = ? AND name = ?'),
+      setDentryTarget: p('UPDATE dentries SET ino = ?, type = ? WHERE parent = ? AND name = ?'),
+      anyChild: p('SELECT 1 FROM dentries WHERE parent = ? LIMIT 1'),
+      list: p('SELECT rowid, name, ino, type FROM dentries WHERE parent = ? AND rowid > ? ORDER BY rowid LIMIT ?'),
+      volumeByName: p('SELECT * FROM volumes WHERE name = ?'),
+      volumes: p('SELECT * FROM volumes ORDER BY name'),
+      insertVolume: p('INSERT INTO volumes (name, root, created_s, created_ns) VALUES (?, ?, ?, ?)'),
+      setVolumeOfRoot: p('UPDATE inodes SET volume = ?, parent = ino WHERE ino = ?'),
+      extentsNear: p('SELECT offset, length, chunk, chunk_offset FROM extents WHERE ino = ? AND offset > ? AND offset < ? ORDER BY offset'),
+      deleteExtent: p('DELETE FROM extents WHERE ino = ? AND offset = ?'),
+      insertExtent: p('INSERT INTO extents (ino, offset, length, chunk, chunk_offset) VALUES (?, ?, ?, ?, ?)'),
+      chunkRefs: p('UPDATE chunks SET refs = refs + ? WHERE id = ?'),
+      insertChunk: p('INSERT INTO chunks (id, size, stored_size, refs) VALUES (?, ?, ?, 0) ON CONFLICT (id) DO NOTHING'),
+      dropInodeChunkRefs: p('UPDATE chunks SET refs = refs - (SELECT count(*) FROM extents e WHERE e.ino = @ino AND e.chunk = chunks.id) WHERE id IN (SELECT chunk FROM extents WHERE ino = @ino)'),
+      deleteExtentsOf: p('DELETE FROM extents WHERE ino = ?'),
+      deleteXattrsOf: p('DELETE FROM xattrs WHERE ino = ?'),
+      unreferenced: p('SELECT id, size, stored_size FROM chunks WHERE refs = 0 LIMIT ?'),
+      forgetChunk: p('DELETE FROM chunks WHERE id = ? AND refs = 0'),
+      xattr: p('SELECT value FROM xattrs WHERE ino = ? AND name = ?').pluck(),
+      xattrNames: p('SELECT name FROM xattrs WHERE ino = ? ORDER BY name').pluck(),
+      setXattr: p('INSERT INTO xattrs (ino, name, value) VALUES (?, ?, ?) ON CONFLICT (ino, name) DO UPDATE SET value = excluded.value'),
+      deleteXattr: p('DELETE FROM xattrs WHERE ino = ? AND name = ?'),
+    };
+  }
+
+  // ---- volumes ----
+
+  createVolume(name: string, owner: Caller): VolumeInfo {
+    return this.tx(() => {
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw new MetaError('EINVAL', `bad volume name ${JSON.stringify(name)}: letters, digits, '.', '_', '-', at most 64`);
+      if (this.st.volumeByName!.get(name)) throw new MetaError('EEXIST', `volume ${name} exists`);
+      const t = now();
+      const root = this.newInode(0, FileType.Directory | 0o755, 2, owner.uid, owner.gid, 0, null, null, t);
+      const id = Number(this.st.insertVolume!.run(name, root, t.sec, t.nsec).lastInsertRowid);
+      this.st.setVolumeOfRoot!.run(id, root);
+      return { id, name, root, createdAt: t };
+    });
+  }
+
+  volumes(): VolumeInfo[] {
+    return (this.st.volumes!.all() as Array<{ id: number; name: string; root: number; created_s: number; created_ns: number }>).map((v) => ({
+      id: v.id, name: v.name, root: v.root, createdAt: { sec: v.created_s, nsec: v.created_ns },
+    }));
+  }
+
+  removeVolume(name: string, force: boolean): void {
+    this.tx(() => {
+      const v = this.st.volumeByName!.get(name) as { id: number; root: number } | undefined;
+      if (!v) throw new MetaError('ENOENT', `no volume ${name}`);
+      if (!force && this.st.anyChild!.get(v.root)) throw new MetaError('ENOTEMPTY', `volume ${name} is not empty`);
+      const inos = this.db.prepare('SELECT ino FROM inodes WHERE volume = ?').pluck().all(v.id) as number[];
+      for (const ino of inos) this.purge(ino);
+      this.db.prepare('DELETE FROM dentries WHERE parent IN (SELECT ino FROM inodes WHERE volume = ?)').run(v.id);
+      this.db.prepare('DELETE FROM inodes WHERE volume = ?').run(v.id);
+      this.db.prepare('DELETE FROM volumes WHERE id = ?').run(v.id);
+    });
+  }
+
+  usage(volume?: string): Usage {
+    let filter = '';
+    const args: unknown[] = [];
+    if (volume !== undefined) {
+      const v = this.st.volumeByName!.get(volume) as { id: number } | undefined;
+      if (!v) throw new MetaError('ENOENT', `no volume ${volume}`);
+      filter = 'WHERE i.volume = ?';
+      args.push(v.id);
+    }
+    const logical = this.db.prepare(`SELECT coalesce(sum(e.length), 0) FROM extents e JOIN inodes i ON i.ino = e.ino ${filter}`).pluck().get(...args) as number;
+    const stored = this.db.prepare(`SELECT coalesce(sum(c.stored_size), 0) FROM chunks c WHERE c.id IN (SELECT e.chunk FROM extents e JOIN inodes i ON i.ino = e.ino ${filter})`).pluck().get(...args) as number;
+    const inodes = this.db.prepare(`SELECT count(*) FROM inodes i ${filter}`).pluck().get(...args) as number;
+    return { logicalBytes: logical, storedBytes: stored, inodes };
+  }
+
+  // ---- names ----
+
+  lookup(parent: Ino, name: string): InodeAttr {
+    const dir = this.dirRow(parent);
+    if (name === '.') return toAttr(dir);
+    if (name === '..') return this.getattr(dir.parent ?? parent);
+    if (Buffer.byteLength(name) > NAME_MAX) throw new MetaError('ENAMETOOLONG');
+    const d = this.st.dentry!.get(parent, name) as { ino: number } | undefined;
+    if (!d) throw new MetaError('ENOENT');
+    return this.getattr(d.ino);
+  }
+
+  getattr(ino: Ino): InodeAttr {
+    return toAttr(this.row(ino));
+  }
+
+  setattr(ino: Ino, c: AttrChanges): InodeAttr {
+    return this.tx(() => {
+      const r = this.row(ino);
+      const t = now();
+      const set: string[] = [];
+      const v: Record<string, number> = { ino };
+      if (c.mode !== undefined) {
+        set.push('mode = @mode');
+        v.mode = (r.mode & S_IFMT) | (c.mode & 0o7777);
+      }
+      if (c.uid !== undefined) {
+        set.push('uid = @uid');
+        v.uid = c.uid;
+      }
+      if (c.gid !== undefined) {
+        set.push('gid = @gid');
+        v.gid = c.gid;
+      }
+      if (c.size !== undefined) {
+        if (isDir(r.mode)) throw new MetaError('EISDIR');
+        if ((r.mode & S_IFMT) !== FileType.Regular) throw new MetaError('EINVAL');
+        if (c.size < r.size) this.punch(ino, c.size, Number.MAX_SAFE_INTEGER);
+        set.push('size = @size', 'mtime_s = @ts', 'mtime_ns = @tns');
+        v.size = c.size;
+      }
+      const atime = c.atime === 'now' ? t : c.atime;
+      if (atime) {
+        set.push('atime_s = @as', 'atime_ns = @ans');
+        v.as = atime.sec;
+        v.ans = atime.nsec;
+      }
+      const mtime = c.mtime === 'now' ? t : c.mtime;
+      if (mtime) {
+        set.push('mtime_s = @ms', 'mtime_ns = @mns');
+        v.ms = mtime.sec;
+        v.mns = mtime.nsec;
+      }
+      const ctime = c.ctime ?? t;
+      set.push('ctime_s = @cs', 'ctime_ns = @cns');
+      v.cs = ctime.sec;
+      v.cns = ctime.nsec;
+      v.ts = t.sec;
+      v.tns = t.nsec;
+      this.db.prepare(`UPDATE inodes SET ${set.join(', ')} WHERE ino = @ino`).run(v);
+      return this.getattr(ino);
+    });
+  }
+
+  create(parent: Ino, name: string, node: NewNode, caller: Caller): InodeAttr {
+    return this.tx(() => {
+      checkName(name);
+      const dir = this.dirRow(parent);
+      if (dir.nlink === 0) throw new MetaError('ENOENT', 'directory was removed');
+      if (this.st.dentry!.get(parent, name)) throw new MetaError('EEXIST');
+      const directory = node.type === FileType.Directory;
+      // BSD group semantics under a set-group-ID directory; new directories inherit the bit.
+      const inherit = (dir.mode & S_ISGID) !== 0;
+      const perm = inherit && directory ? node.perm | S_ISGID : node.perm;
+      const t = now();
+      const ino = this.newInode(dir.volume, node.type | (perm & 0o7777), directory ? 2 : 1, caller.uid,
+        inherit ? dir.gid : caller.gid, node.rdev ?? 0, directory ? parent : null, node.target ?? null, t);
+      if (node.target !== undefined) this.db.prepare('UPDATE inodes SET size = ? WHERE ino = ?').run(Buffer.byteLength(node.target), ino);
+      this.st.insertDentry!.run(parent, name, ino, node.type);
+      if (directory) this.st.setNlink!.run(1, t.sec, t.nsec, parent);
+      this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
+      return this.getattr(ino);
+    });
+  }
+
+  link(ino: Ino, parent: Ino, name: string): InodeAttr {
+    return this.tx(() => {
+      checkName(name);
+      const r = this.row(ino);
+      if (isDir(r.mode)) throw new MetaError('EPERM', 'hard links to directories are not allowed');
+      const dir = this.dirRow(parent);
+      if (dir.nlink === 0) throw new MetaError('ENOENT', 'directory was removed');
+      if (dir.volume !== r.volume) throw new MetaError('EINVAL', 'cannot link across volumes');
+      if (this.st.dentry!.get(parent, name)) throw new MetaError('EEXIST');
+      const t = now();
+      this.st.insertDentry!.run(parent, name, ino, r.mode & S_IFMT);
+      this.st.setNlink!.run(1, t.sec, t.nsec, ino);
+      this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
+      return this.getattr(ino);
+    });
+  }
+
+  unlink(parent: Ino, name: string): Removed {
+    return this.tx(() => {
+      this.dirRow(parent);
+      const d = this.st.dentry!.get(parent, name) as { ino: number; type: number } | undefined;
+      if (!d) throw new MetaError('ENOENT');
+      if (d.type === FileType.Directory) throw new MetaError('EISDIR');
+      const t = now();
+      this.st.deleteDentry!.run(parent, name);
+      this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
+      return this.dropName(d.ino, t);
+    });
+  }
+
+  rmdir(parent: Ino, name: string): void {
+    this.tx(() => {
+      if (name === '.') throw new MetaError('EINVAL');
+      if (name === '..') throw new MetaError('ENOTEMPTY');
+      this.dirRow(parent);
+      const d = this.st.dentry!.get(parent, name) as { ino: number; type: number } | undefined;
+      if (!d) throw new MetaError('ENOENT');
+      if (d.type !== FileType.Directory) throw new MetaError('ENOTDIR');
+      if (this.st.anyChild!.get(d.ino)) throw new MetaError('ENOTEMPTY');
+      const t = now();
+      this.st.deleteDentry!.run(parent, name);
+      this.st.setNlink!.run(-1, t.sec, t.nsec, parent);
+      this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
+      this.purge(d.ino);
+    });
+  }
+
+  rename(parent: Ino, name: string, newParent: Ino, newName: string, flags: number): Removed | undefined {
+    return this.tx(() => {
+      checkName(newName);
+      this.dirRow(parent);
+      const to = this.dirRow(newParent);
+      if (to.nlink === 0) throw new MetaError('ENOENT', 'directory was removed');
+      const src = this.st.dentry!.get(parent, name) as { ino: number; type: number } | undefined;
+      if (!src) throw new MetaError('ENOENT');
+      const dst = this.st.dentry!.get(newParent, newName) as { ino: number; type: number } | undefined;
+      const srcDir = src.type === FileType.Directory;
+      const t = now();
+      let removed: Removed | undefined;
+      if (flags & RENAME_EXCHANGE) {
+        if (!dst) throw new MetaError('ENOENT');
+        const dstDir = dst.type === FileType.Directory;
+        if (srcDir && this.isAncestor(src.ino, newParent)) throw new MetaError('EINVAL');
+        if (dstDir && this.isAncestor(dst.ino, parent)) throw new MetaError('EINVAL');
+        this.st.setDentryTarget!.run(dst.ino, dst.type, parent, name);
+        this.st.setDentryTarget!.run(src.ino, src.type, newParent, newName);
+        if (parent !== newParent) {
+          if (srcDir) this.moveDir(src.ino, parent, newParent, t);
+          if (dstDir) this.moveDir(dst.ino, newParent, parent, t);
+        }
+        this.st.touchCtime!.run(t.sec, t.nsec, dst.ino);
+      } else {
+        if (dst) {
+          if (flags & RENAME_NOREPLACE) throw new MetaError('EEXIST');
+          if (dst.ino === src.ino) return undefined; // two names of one inode: POSIX says do nothing
+          const dstDir = dst.type === FileType.Directory;
+          if (dstDir && !srcDir) throw new MetaError('EISDIR');
+          if (!dstDir && srcDir) throw new MetaError('ENOTDIR');
+          if (srcDir && this.isAncestor(src.ino, newParent)) throw new MetaError('EINVAL');
+          if (dstDir) {
+            if (this.st.anyChild!.get(dst.ino)) throw new MetaError('ENOTEMPTY');
+            this.st.deleteDentry!.run(newParent, newName);
+            this.st.setNlink!.run(-1, t.sec, t.nsec, newParent);
+            this.purge(dst.ino);
+          } else {
+            this.st.deleteDentry!.run(newParent, newName);
+            removed = this.dropName(dst.ino, t);
+          }
+        } else if (srcDir && this.isAncestor(src.ino, newParent)) {
+          throw new MetaError('EINVAL');
+        }
+        this.st.moveDentry!.run(newParent, newName, parent, name);
+        if (srcDir && parent !== newParent) this.moveDir(src.ino, parent, newParent, t);
+      }
+      this.st.touchCtime!.run(t.sec, t.nsec, src.ino);
+      this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
+      if (newParent !== parent) this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, newParent);
+      return removed;
+    });
+  }
+
+  readlink(ino: Ino): string {
+    const r = this.row(ino);
+    if (r.target === null) throw new MetaError('EINVAL', 'not a symlink');
+    return r.target;
+  }
+
+  // Cookies: 1 after ".", 2 after "..", then rowid + 2.
+  readdir(ino: Ino, cookie: number, limit: number): DirEntry[] {
+    const dir = this.dirRow(ino);
+    const out: DirEntry[] = [];
+    if (cookie < 1 && out.length < limit) out.push({ name: '.', ino, type: FileType.Directory, cookie: 1 });
+    if (cookie < 2 && out.length < limit) out.push({ name: '..', ino: dir.parent ?? ino, type: FileType.Directory, cookie: 2 });
+    const rows = this.st.list!.all(ino, Math.max(0, cookie - 2), limit - out.length) as Array<{ rowid: number; name: string; ino: number; type: number }>;
+    for (const r of rows) out.push({ name: r.name, ino: r.ino, type: r.type, cookie: r.rowid + 2 });
+    return out;
+  }
+
+  // ---- open files ----
+
+  open(ino: Ino): void {
+    this.row(ino);
+    this.st.setOpens!.run(1, ino);
+  }
+
+  release(ino: Ino): boolean {
+    return this.tx(() => {
+      const r = this.st.inode!.get(ino) as InodeRow | undefined;
+      if (!r) return false;
+      this.st.setOpens!.run(-1, ino);
+      if (r.opens <= 1 && r.nlink === 0) {
+        this.purge(ino);
+        return true;
+      }
+      return false;
+    });
+  }
+
+  // ---- contents ----
+
+  extents(ino: Ino, offset: number, length: number): Extent[] {
+    const end = offset + length;
+    return (this.st.extentsNear!.all(ino, offset - MAX_EXTENT, end) as ExtentRow[])
+      .filter((e) => e.offset + e.length > offset)
+      .map((e) => ({ offset: e.offset, length: e.length, chunk: e.chunk.toString('hex'), chunkOffset: e.chunk_offset }));
+  }
+
+  writeExtents(ino: Ino, offset: number, length: number, extents: Extent[], chunks: ChunkInfo[], newSize: number, mtime: Time): InodeAttr {
+    return this.tx(() => {
+      const r = this.row(ino);
+      if ((r.mode & S_IFMT) !== FileType.Regular) throw new MetaError('EINVAL', 'not a regular file');
+      const end = offset + length;
+      let at = offset;
+      for (const e of extents) {
+        if (e.offset < at || e.offset + e.length > end || e.length <= 0) throw new MetaError('EINVAL', 'extents must be ordered, disjoint and inside the range');
+        at = e.offset + e.length;
+      }
+      for (const c of chunks) this.st.insertChunk!.run(Buffer.from(c.id, 'hex'), c.size, c.storedSize);
+      this.punch(ino, offset, end);
+      for (const e of extents) this.addExtent(ino, e.offset, e.length, Buffer.from(e.chunk, 'hex'), e.chunkOffset);
+      this.db.prepare('UPDATE inodes SET size = max(size, ?), mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?')
+        .run(newSize, mtime.sec, mtime.nsec, mtime.sec, mtime.nsec, ino);
+      return this.getattr(ino);
+    });
+  }
+
+  unreferencedChunks(limit: number): ChunkInfo[] {
+    return (this.st.unreferenced!.all(limit) as Array<{ id: Buffer; size: number; stored_size: number }>).map((c) => ({
+      id: c.id.toString('hex'), size: c.size, storedSize: c.stored_size,
+    }));
+  }
+
+  forgetChunks(ids: string[]): void {
+    this.tx(() => {
+      for (const id of ids) this.st.forgetChunk!.run(Buffer.from(id, 'hex'));
+    });
+  }
+
+  // ---- extended attributes ----
+
+  getxattr(ino: Ino, name: string): Buffer {
+    this.row(ino);
+    const v = this.st.xattr!.get(ino, name) as Buffer | undefined;
+    if (!v) throw new MetaError('ENODATA');
+    return v;
+  }
+
+  listxattr(ino: Ino): string[] {
+    this.row(ino);
+    return this.st.xattrNames!.all(ino) as string[];
+  }
+
+  setxattr(ino: Ino, name: string, value: Uint8Array, flags: number): void {
+    this.tx(() => {
+      this.row(ino);
+      const exists = this.st.xattr!.get(ino, name) !== undefined;
+      if (flags & XATTR_CREATE && exists) throw new MetaError('EEXIST');
+      if (flags & XATTR_REPLACE && !exists) throw new MetaError('ENODATA');
+      this.st.setXattr!.run(ino, name, Buffer.from(value.buffer, value.byteOffset, value.length));
+      const t = now();
+      this.st.touchCtime!.run(t.sec, t.nsec, ino);
+    });
+  }
+
+  removexattr(ino: Ino, name: string): void {
+    this.tx(() => {
+      this.row(ino);
+      if (this.st.deleteXattr!.run(ino, name).changes === 0) throw new MetaError('ENODATA');
+      const t = now();
+      this.st.touchCtime!.run(t.sec, t.nsec, ino);
+    });
+  }
+
+  // ---- durability ----
+
+  /** One commit with synchronous=FULL fsyncs the WAL, and with it every commit before it. */
+  sync(): void {
+    this.db.pragma('synchronous = FULL');
+    try {
+      this.db.prepare("INSERT INTO settings VALUES ('synced', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(Date.now()));
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // ---- internals ----
+
+  private tx<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  private row(ino: Ino): InodeRow {
+    const r = this.st.inode!.get(ino) as InodeRow | undefined;
+    if (!r) throw new MetaError('ENOENT');
+    return r;
+  }
+
+  private dirRow(ino: Ino): InodeRow {
+    const r = this.row(ino);
+    if (!isDir(r.mode)) throw new MetaError('ENOTDIR');
+    return r;
+  }
+
+  private newInode(volume: number, mode: number, nlink: number, uid: number, gid: number, rdev: number, parent: number | null, target: string | null, t: Time): number {
+    return Number(this.st.insertInode!.run({ volume, mode, nlink, uid, gid, rdev, s: t.sec, ns: t.nsec, parent, target }).lastInsertRowid);
+  }
+
+  /** One name of a non-directory is gone: the inode goes too when nothing else holds it. */
+  private dropName(ino: Ino, t: Time): Removed {
+    this.st.setNlink!.run(-1, t.sec, t.nsec, ino);
+    const r = this.row(ino);
+    if (r.nlink > 0) return { ino, orphaned: false };
+    if (r.opens === 0) this.purge(ino);
+    return { ino, orphaned: true };
+  }
+
+  private moveDir(ino: Ino, from: Ino, to: Ino, t: Time): void {
+    this.st.setParent!.run(to, ino);
+    this.st.setNlink!.run(-1, t.sec, t.nsec, from);
+    this.st.setNlink!.run(1, t.sec, t.nsec, to);
+  }
+
+  /** Whether `ino` is `of` or one of its ancestors (a directory may not move into itself). */
+  private isAncestor(ino: Ino, of: Ino): boolean {
+    for (let cur = of; ; ) {
+      if (cur === ino) return true;
+      const r = this.row(cur);
+      if (r.parent === null || r.parent === cur) return false;
+      cur = r.parent;
+    }
+  }
+
+  /** Removes the inode with its contents and attributes; its chunks lose their references. */
+  private purge(ino: Ino): void {
+    this.st.dropInodeChunkRefs!.run({ ino });
+    this.st.deleteExtentsOf!.run(ino);
+    this.st.deleteXattrsOf!.run(ino);
+    this.st.deleteInode!.run(ino);
+  }
+
+  /** Removes what lies in [start, end), keeping the parts of extents that stick out. */
+  private punch(ino: Ino, start: number, end: number): void {
+    const rows = this.st.extentsNear!.all(ino, start - MAX_EXTENT, end) as ExtentRow[];
+    for (const e of rows) {
+      const eEnd = e.offset + e.length;
+      if (eEnd <= start) continue;
+      this.st.deleteExtent!.run(ino, e.offset);
+      this.st.chunkRefs!.run(-1, e.chunk);
+      if (e.offset < start) this.addExtent(ino, e.offset, start - e.offset, e.chunk, e.chunk_offset);
+      if (eEnd > end) this.addExtent(ino, end, eEnd - end, e.chunk, e.chunk_offset + (end - e.offset));
+    }
+  }
+
+  private addExtent(ino: Ino, offset: number, length: number, chunk: Buffer, chunkOffset: number): void {
+    this.st.insertExtent!.run(ino, offset, length, chunk, chunkOffset);
+    this.st.chunkRefs!.run(1, chunk);
+  }
+}

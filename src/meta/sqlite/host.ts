@@ -1,0 +1,101 @@
+// The embedded metadata engine as Orbit uses it: the MetaEngine contract, answered by the SQLite
+// engine on a worker thread. better-sqlite3 blocks on disk I/O (and on fsync in sync()), which
+// must never happen on the event loop serving FUSE requests.
+import type { Worker } from 'node:worker_threads';
+import { startWorker } from '../../threads.js';
+import { MetaError, type MetaEngine } from '../contract.js';
+import type { SqliteEngine } from './engine.js';
+
+type Method = keyof MetaEngine & keyof SqliteEngine;
+
+export interface EngineRequest {
+  seq: number;
+  method: Method;
+  args: unknown[];
+}
+
+export type EngineResponse =
+  | { seq: number; ok: true; value: unknown }
+  | { seq: number; ok: false; name: string; message: string; code?: string };
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+export class SqliteMeta implements MetaEngine {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private seq = 0;
+  private failure: Error | undefined;
+
+  private constructor(readonly path: string) {
+    this.worker = startWorker(new URL('./worker.ts', import.meta.url), { path });
+    this.worker.unref(); // only requests in flight keep the process alive
+    this.worker.on('message', (res: EngineResponse) => {
+      const p = this.pending.get(res.seq);
+      if (!p) return;
+      this.pending.delete(res.seq);
+      if (this.pending.size === 0) this.worker.unref();
+      if (res.ok) p.resolve(res.value);
+      else p.reject(res.name === 'MetaError' ? new MetaError(res.code as MetaError['code'], res.message) : Object.assign(new Error(res.message), { name: res.name, code: res.code }));
+    });
+    this.worker.on('error', (err: unknown) => this.fail(err instanceof Error ? err : new Error(String((err as { message?: unknown }).message ?? err))));
+    this.worker.on('exit', (code) => this.fail(new Error(`metadata engine thread exited (code ${code})`)));
+  }
+
+  /** Opens (creating when missing) the database at `path`; fails as the engine would. */
+  static async open(path: string): Promise<SqliteMeta> {
+    const meta = new SqliteMeta(path);
+    await meta.volumes(); // surfaces an unreadable or foreign database now, not on first use
+    return meta;
+  }
+
+  private call<T>(method: Method, args: unknown[]): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    const seq = ++this.seq;
+    return new Promise<T>((resolve, reject) => {
+      if (this.pending.size === 0) this.worker.ref();
+      this.pending.set(seq, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ seq, method, args } satisfies EngineRequest);
+    });
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  createVolume: MetaEngine['createVolume'] = (...a) => this.call('createVolume', a);
+  volumes: MetaEngine['volumes'] = (...a) => this.call('volumes', a);
+  removeVolume: MetaEngine['removeVolume'] = (...a) => this.call('removeVolume', a);
+  usage: MetaEngine['usage'] = (...a) => this.call('usage', a);
+  lookup: MetaEngine['lookup'] = (...a) => this.call('lookup', a);
+  getattr: MetaEngine['getattr'] = (...a) => this.call('getattr', a);
+  setattr: MetaEngine['setattr'] = (...a) => this.call('setattr', a);
+  create: MetaEngine['create'] = (...a) => this.call('create', a);
+  link: MetaEngine['link'] = (...a) => this.call('link', a);
+  unlink: MetaEngine['unlink'] = (...a) => this.call('unlink', a);
+  rmdir: MetaEngine['rmdir'] = (...a) => this.call('rmdir', a);
+  rename: MetaEngine['rename'] = (...a) => this.call('rename', a);
+  readlink: MetaEngine['readlink'] = (...a) => this.call('readlink', a);
+  readdir: MetaEngine['readdir'] = (...a) => this.call('readdir', a);
+  open: MetaEngine['open'] = (...a) => this.call('open', a);
+  release: MetaEngine['release'] = (...a) => this.call('release', a);
+  extents: MetaEngine['extents'] = (...a) => this.call('extents', a);
+  writeExtents: MetaEngine['writeExtents'] = (...a) => this.call('writeExtents', a);
+  unreferencedChunks: MetaEngine['unreferencedChunks'] = (...a) => this.call('unreferencedChunks', a);
+  forgetChunks: MetaEngine['forgetChunks'] = (...a) => this.call('forgetChunks', a);
+  getxattr: MetaEngine['getxattr'] = (...a) => this.call<Uint8Array>('getxattr', a).then((v) => Buffer.from(v.buffer, v.byteOffset, v.length));
+  listxattr: MetaEngine['listxattr'] = (...a) => this.call('listxattr', a);
+  setxattr: MetaEngine['setxattr'] = (...a) => this.call('setxattr', a);
+  removexattr: MetaEngine['removexattr'] = (...a) => this.call('removexattr', a);
+  sync: MetaEngine['sync'] = (...a) => this.call('sync', a);
+
+  async close(): Promise<void> {
+    if (this.failure) return;
+    await this.call('close', []);
+    this.failure = new Error('metadata engine is closed');
+  }
+}

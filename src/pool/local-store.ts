@@ -1,0 +1,328 @@
+// The chunk store on one local disk directory: one file per chunk under two levels of fan-out,
+// written through a temp file and linked into place, made durable in group commits by sync().
+import { randomUUID } from 'node:crypto';
+import type { Dir } from 'node:fs';
+import { link, lstat, mkdir, open, opendir, readdir, readFile, rm, statfs, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { ChunkId, ChunkStat, ChunkStore, StoreCapacity } from './contract.js';
+import { assertChunkId, ChunkNotFoundError, ChunkStoreClosedError, isChunkId } from './contract.js';
+
+/** How many fsyncs (and stats while scanning) run at once: enough to keep a disk's queue busy,
+ * few enough not to starve the libuv thread pool the rest of the daemon shares. */
+const IO_CONCURRENCY = 16;
+
+const FAN_OUT_NAME = /^[0-9a-f]{2}$/;
+
+/**
+ * Layout: `<dir>/chunks/<id[0..2]>/<id[2..4]>/<id>`, and `<dir>/tmp/` for files being written
+ * (same filesystem, so linking them into place is atomic). Fan-out directories are never removed:
+ * there are at most 65536 of them.
+ *
+ * usedBytes is the sum of the stored chunks' sizes, counted by a scan at open() and kept up to date
+ * by put() and delete(), rather than statfs's used space: the directory may share its filesystem
+ * with other data, and block and directory overhead already shows in freeBytes.
+ *
+ * One LocalChunkStore per directory at a time: open() removes every file in tmp/.
+ */
+export class LocalChunkStore implements ChunkStore {
+  private readonly chunksDir: string;
+  private readonly tmpDir: string;
+  /** Fan-out directories, by id[0..4], known to exist or being created: a mkdir per put is avoided,
+   * and concurrent puts under a new prefix wait for the one mkdir. */
+  private readonly fanOutReady = new Map<string, Promise<string>>();
+  /** Each id's put in progress: a second put of the id waits for it, so that 'existed' never
+   * resolves before the first put has recorded its file for the next sync(). */
+  private readonly putsInFlight = new Map<ChunkId, Promise<'stored' | 'existed'>>();
+  /** Chunk files written and directories whose entries changed since the last sync(). */
+  private readonly dirtyFiles = new Set<string>();
+  private readonly dirtyDirs = new Set<string>();
+  /** Sync()s run one after another: one that starts while another runs must also wait for the
+   * fsyncs of files the other took from the dirty sets. */
+  private syncChain: Promise<void> = Promise.resolve();
+  private usedBytes = 0;
+  private closed = false;
+
+  private constructor(readonly dir: string) {
+    this.chunksDir = path.join(dir, 'chunks');
+    this.tmpDir = path.join(dir, 'tmp');
+  }
+
+  /** Opens the store in `dir`, creating its layout when missing. */
+  static async open(dir: string): Promise<LocalChunkStore> {
+    const store = new LocalChunkStore(path.resolve(dir));
+    await store.makeDirs(store.chunksDir);
+    await store.makeDirs(store.tmpDir);
+    // Left by a crash between writing a temp file and linking it, or before removing it: nothing
+    // refers to them.
+    for (const name of await readdir(store.tmpDir)) await rm(path.join(store.tmpDir, name), { recursive: true, force: true });
+    for await (const leaf of store.leafDirs()) {
+      store.fanOutReady.set(leaf.prefix, Promise.resolve(leaf.path));
+      for (const chunk of await store.statLeaf(leaf)) store.usedBytes += chunk.storedBytes;
+    }
+    return store;
+  }
+
+  async put(id: ChunkId, bytes: Uint8Array): Promise<'stored' | 'existed'> {
+    this.assertOpen();
+    assertChunkId(id);
+    for (;;) {
+      const pending = this.putsInFlight.get(id);
+      if (pending === undefined) break;
+      // When it failed, this put tries itself (unless yet another one started meanwhile).
+      if (await pending.then(() => true, () => false)) return 'existed';
+    }
+    const attempt = this.store(id, bytes);
+    this.putsInFlight.set(id, attempt);
+    try {
+      return await attempt;
+    } finally {
+      if (this.putsInFlight.get(id) === attempt) this.putsInFlight.delete(id);
+    }
+  }
+
+  async get(id: ChunkId): Promise<Buffer> {
+    this.assertOpen();
+    assertChunkId(id);
+    try {
+      return await readFile(this.chunkPath(id));
+    } catch (err) {
+      if (isMissing(err)) throw new ChunkNotFoundError(id);
+      throw err;
+    }
+  }
+
+  async has(id: ChunkId): Promise<boolean> {
+    return (await this.stat(id)) !== undefined;
+  }
+
+  async delete(id: ChunkId): Promise<boolean> {
+    this.assertOpen();
+    assertChunkId(id);
+    const file = this.chunkPath(id);
+    const storedBytes = await sizeOf(file);
+    if (storedBytes === undefined) return false;
+    try {
+      await unlink(file);
+    } catch (err) {
+      // A concurrent delete won: it accounts for the bytes.
+      if (isMissing(err)) return false;
+      throw err;
+    }
+    this.usedBytes -= storedBytes;
+    this.dirtyFiles.delete(file);
+    this.dirtyDirs.add(path.dirname(file));
+    return true;
+  }
+
+  async stat(id: ChunkId): Promise<ChunkStat | undefined> {
+    this.assertOpen();
+    assertChunkId(id);
+    const storedBytes = await sizeOf(this.chunkPath(id));
+    return storedBytes === undefined ? undefined : { id, storedBytes };
+  }
+
+  async *iterate(): AsyncGenerator<ChunkStat> {
+    this.assertOpen();
+    for await (const leaf of this.leafDirs()) yield* await this.statLeaf(leaf);
+  }
+
+  async capacity(): Promise<StoreCapacity> {
+    this.assertOpen();
+    const fs = await statfs(this.dir);
+    // bavail, not bfree: the blocks a filesystem reserves for root are not the store's to plan with.
+    return { totalBytes: fs.blocks * fs.bsize, freeBytes: fs.bavail * fs.bsize, usedBytes: this.usedBytes };
+  }
+
+  async sync(): Promise<void> {
+    this.assertOpen();
+    const done = this.syncChain.then(
+      () => this.flush(),
+      () => this.flush(),
+    );
+    this.syncChain = done;
+    await done;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.sync();
+    this.closed = true;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ChunkStoreClosedError(this.dir);
+  }
+
+  private chunkPath(id: ChunkId): string {
+    return path.join(this.chunksDir, id.slice(0, 2), id.slice(2, 4), id);
+  }
+
+  private async store(id: ChunkId, bytes: Uint8Array): Promise<'stored' | 'existed'> {
+    if ((await sizeOf(this.chunkPath(id))) !== undefined) return 'existed';
+    const leaf = await this.fanOutDir(id);
+    const file = path.join(leaf, id);
+    const temp = path.join(this.tmpDir, `${id}.${randomUUID()}`);
+    let linked: boolean;
+    try {
+      await writeFile(temp, bytes, { flag: 'wx' });
+      linked = await linkUnlessExists(temp, file);
+    } finally {
+      await discard(temp);
+    }
+    if (!linked) return 'existed';
+    this.usedBytes += bytes.byteLength;
+    this.dirtyFiles.add(file);
+    this.dirtyDirs.add(leaf);
+    return 'stored';
+  }
+
+  /** The fan-out directory of id, created (with its parent) when missing. */
+  private fanOutDir(id: ChunkId): Promise<string> {
+    const prefix = id.slice(0, 4);
+    const known = this.fanOutReady.get(prefix);
+    if (known !== undefined) return known;
+    const leaf = path.join(this.chunksDir, prefix.slice(0, 2), prefix.slice(2, 4));
+    const ready = this.makeDirs(leaf).then(() => leaf);
+    this.fanOutReady.set(prefix, ready);
+    // A failed mkdir (ENOSPC, EIO) must not stick: the next put under this prefix tries again.
+    ready.catch(() => {
+      if (this.fanOutReady.get(prefix) === ready) this.fanOutReady.delete(prefix);
+    });
+    return ready;
+  }
+
+  /** mkdir -p that records, for the next sync(), every directory it creates and the one that
+   * gained the first of them. */
+  private async makeDirs(target: string): Promise<void> {
+    const first = await mkdir(target, { recursive: true });
+    if (first === undefined) return;
+    const above = path.dirname(first);
+    this.dirtyDirs.add(above);
+    for (let d = target; d !== above; d = path.dirname(d)) this.dirtyDirs.add(d);
+  }
+
+  /** Every `chunks/xx/yy` directory; names that do not fit the layout are skipped. */
+  private async *leafDirs(): AsyncGenerator<{ prefix: string; path: string }> {
+    for await (const top of subdirs(this.chunksDir)) {
+      for await (const second of subdirs(path.join(this.chunksDir, top))) {
+        yield { prefix: top + second, path: path.join(this.chunksDir, top, second) };
+      }
+    }
+  }
+
+  /** The chunks in one fan-out directory (skipping any removed meanwhile). */
+  private async statLeaf(leaf: { prefix: string; path: string }): Promise<ChunkStat[]> {
+    const ids: ChunkId[] = [];
+    const dir = await openDirIfPresent(leaf.path);
+    if (dir === undefined) return [];
+    for await (const entry of dir) {
+      if (entry.isFile() && isChunkId(entry.name) && entry.name.startsWith(leaf.prefix)) ids.push(entry.name);
+    }
+    const found: ChunkStat[] = [];
+    await forEachLimited(ids, IO_CONCURRENCY, async (id) => {
+      const storedBytes = await sizeOf(path.join(leaf.path, id));
+      if (storedBytes !== undefined) found.push({ id, storedBytes });
+    });
+    return found;
+  }
+
+  private async flush(): Promise<void> {
+    const files = [...this.dirtyFiles];
+    const dirs = [...this.dirtyDirs];
+    this.dirtyFiles.clear();
+    this.dirtyDirs.clear();
+    try {
+      // Files before directories: this sync never makes a name durable before the data it names.
+      await forEachLimited(files, IO_CONCURRENCY, fsyncPath);
+      await forEachLimited(dirs, IO_CONCURRENCY, fsyncPath);
+    } catch (err) {
+      // Back into the sets, so that the next sync() does them again (a second fsync is harmless).
+      for (const file of files) this.dirtyFiles.add(file);
+      for (const dir of dirs) this.dirtyDirs.add(dir);
+      throw err;
+    }
+  }
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+/** The size of a chunk file; undefined when there is none. */
+async function sizeOf(file: string): Promise<number | undefined> {
+  try {
+    return (await lstat(file)).size;
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  }
+}
+
+/** Hard-links temp as file; false when file already exists. link(), unlike rename(), never
+ * replaces: a chunk already in place, maybe durable, is not swapped for a copy not yet on disk. */
+async function linkUnlessExists(temp: string, file: string): Promise<boolean> {
+  try {
+    await link(temp, file);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+/** Removes a temp file, ignoring failure: the error that brought us here matters more, and open()
+ * removes whatever is left in tmp/. */
+async function discard(temp: string): Promise<void> {
+  await rm(temp, { force: true }).catch(() => undefined);
+}
+
+async function fsyncPath(target: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(target, 'r');
+  } catch (err) {
+    // Deleted since: the delete recorded its directory, which this sync also fsyncs.
+    if (isMissing(err)) return;
+    throw err;
+  }
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function openDirIfPresent(dir: string): Promise<Dir | undefined> {
+  try {
+    return await opendir(dir);
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  }
+}
+
+async function* subdirs(dir: string): AsyncGenerator<string> {
+  const handle = await openDirIfPresent(dir);
+  if (handle === undefined) return;
+  for await (const entry of handle) {
+    if (entry.isDirectory() && FAN_OUT_NAME.test(entry.name)) yield entry.name;
+  }
+}
+
+/** Runs fn on every item, at most `limit` at a time; after a failure starts no more, waits for
+ * those running, then rejects with the first error. */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const queue = items.values();
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    for (let next = queue.next(); !next.done && failure === undefined; next = queue.next()) {
+      try {
+        await fn(next.value);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure.error;
+}
