@@ -70,3 +70,16 @@ export async function prepareMountpoint(mountpoint: string, nonEmpty: boolean, l
   }
   return target;
 }
+
+/** Unmounts the FUSE filesystem at `mountpoint` (lazily: even with files open). */
+export async function unmountPath(mountpoint: string, lazy = false): Promise<void> {
+  const target = path.resolve(mountpoint);
+  const top = (await mountsAt(target)).at(-1);
+  if (!top || !top.fsType.startsWith('fuse')) throw new MountError(`${target} is not a mounted Orbit filesystem`);
+  try {
+    await loadBinding().native.unmount(target, lazy);
+  } catch (err) {
+    const busy = (err as { errno?: number }).errno === 16; // EBUSY
+    throw new MountError(busy ? `${target} is busy (files are open); try --lazy` : (err as Error).message);
+  }
+}

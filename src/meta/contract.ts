@@ -109,7 +109,9 @@ export interface VolumeInfo {
 export interface Usage {
   /** Bytes of file contents as applications see them (holes excluded). */
   logicalBytes: number;
-  /** Bytes of distinct chunks referenced, as stored (after dedup and compression). */
+  /** Bytes of the distinct chunks referenced, before compression (after dedup). */
+  uniqueBytes: number;
+  /** Bytes of the distinct chunks referenced, as stored (after dedup and compression). */
   storedBytes: number;
   inodes: number;
 }

@@ -170,6 +170,7 @@ describe('SQLite metadata engine', () => {
     const u = db.usage('home');
     assert.ok(u.logicalBytes >= 2000);
     assert.ok(u.storedBytes >= 500 && u.storedBytes < u.logicalBytes);
+    assert.ok(u.uniqueBytes >= 1000 && u.uniqueBytes < u.logicalBytes, 'one chunk, two files: counted once');
     assert.throws(() => db.usage('nope'), { code: 'ENOENT' });
   });
 

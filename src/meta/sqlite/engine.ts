@@ -174,9 +174,9 @@ export class SqliteEngine {
       args.push(v.id);
     }
     const logical = this.db.prepare(`SELECT coalesce(sum(e.length), 0) FROM extents e JOIN inodes i ON i.ino = e.ino ${filter}`).pluck().get(...args) as number;
-    const stored = this.db.prepare(`SELECT coalesce(sum(c.stored_size), 0) FROM chunks c WHERE c.id IN (SELECT e.chunk FROM extents e JOIN inodes i ON i.ino = e.ino ${filter})`).pluck().get(...args) as number;
+    const distinct = this.db.prepare(`SELECT coalesce(sum(c.size), 0) AS unique_, coalesce(sum(c.stored_size), 0) AS stored FROM chunks c WHERE c.id IN (SELECT e.chunk FROM extents e JOIN inodes i ON i.ino = e.ino ${filter})`).get(...args) as { unique_: number; stored: number };
     const inodes = this.db.prepare(`SELECT count(*) FROM inodes i ${filter}`).pluck().get(...args) as number;
-    return { logicalBytes: logical, storedBytes: stored, inodes };
+    return { logicalBytes: logical, uniqueBytes: distinct.unique_, storedBytes: distinct.stored, inodes };
   }
 
   // ---- names ----

@@ -1,0 +1,60 @@
+// Mounting a volume of a store: the FUSE session for it, its entry in the store's registry of
+// mounts, and an orderly end (contents committed and synced before the session goes).
+import { FuseSession } from '../fuse/session.js';
+import { componentLogger } from '../log.js';
+import { StoreError, type Store } from '../store/store.js';
+import { VolumeFs } from './volume-fs.js';
+
+export interface VolumeMountOptions {
+  volume: string;
+  mountpoint: string;
+  allowOther?: boolean;
+  debug?: boolean;
+}
+
+export interface MountedVolume {
+  readonly mountpoint: string;
+  /** Settles once the volume is unmounted (by us, by umount, or on a signal) and synced. */
+  readonly closed: Promise<void>;
+  unmount(opts?: { lazy?: boolean }): Promise<void>;
+}
+
+export async function mountVolume(store: Store, opts: VolumeMountOptions): Promise<MountedVolume> {
+  const volume = (await store.meta.volumes()).find((v) => v.name === opts.volume);
+  if (!volume) throw new StoreError(`no volume ${opts.volume} in the store at ${store.home}`);
+  const log = componentLogger('vfs').child({ volume: opts.volume });
+  await store.claimMount(opts.volume, opts.mountpoint);
+  const fs = new VolumeFs(store, volume.root, log);
+  const session = new FuseSession(
+    fs,
+    {
+      fsName: `orbit:${opts.volume}`,
+      subtype: 'orbit',
+      defaultPermissions: true,
+      allowOther: opts.allowOther ?? false,
+      debug: opts.debug ?? false,
+      // Orbit serves its own caches; the kernel's entry and attribute caches save round trips.
+      entryTimeout: 1,
+      attrTimeout: 1,
+    },
+    componentLogger('fuse').child({ volume: opts.volume }),
+  );
+  try {
+    await session.mount(opts.mountpoint);
+  } catch (err) {
+    await store.releaseMount(opts.volume);
+    throw err;
+  }
+  const closed = session.closed.then(async () => {
+    await store.sync();
+    await store.releaseMount(opts.volume);
+  });
+  return {
+    mountpoint: session.mountpoint ?? opts.mountpoint,
+    closed,
+    unmount: async (o = {}) => {
+      await session.unmount(o);
+      if (!o.lazy) await closed;
+    },
+  };
+}

@@ -1,0 +1,306 @@
+// An inode's contents while it is open: writes buffered as dirty ranges over the committed
+// extents, reads that see both, and the commit that turns dirty ranges into chunks.
+//
+// A commit re-chunks only a window around each change: from the cut point before it (the start
+// of the extent holding the byte before the change) through the change, on until the chunker
+// cuts where an unchanged extent begins: from there on, content-defined cut points agree with the
+// old ones, so the rest of the file is kept as it is. Work is in proportion to the change, not to
+// the file. A window that does not resynchronise within FORCE_CUT_AFTER bytes is closed at the
+// next existing boundary.
+import type { Logger } from '../log.js';
+import type { CodecPool } from '../content/codec-pool.js';
+import { Chunker } from '../content/chunker.js';
+import type { ChunkInfo, Extent, Ino, MetaEngine } from '../meta/contract.js';
+import type { ChunkStore } from '../pool/contract.js';
+import type { ChunkCache } from './chunk-cache.js';
+
+const MiB = 1024 * 1024;
+const ZEROS = Buffer.alloc(4 * MiB);
+/** Committed extents are fetched for this much of the file at a time. */
+const EXTENT_WINDOW = 64 * MiB;
+/** Dirty bytes (or ranges) past which a write starts a commit, and past twice which it waits. */
+export const DIRTY_LIMIT = 32 * MiB;
+const DIRTY_RANGE_LIMIT = 4096;
+const FORCE_CUT_AFTER = 8 * MiB;
+/** Chunks encoded and stored at once during a commit. */
+const CHUNKS_IN_FLIGHT = 4;
+
+interface Dirty {
+  start: number;
+  data: Buffer;
+}
+
+export interface ContentParts {
+  meta: MetaEngine;
+  chunks: ChunkStore;
+  codec: CodecPool;
+  cache: ChunkCache;
+  log: Logger;
+}
+
+export class OpenFile {
+  /** Open handles on the inode. */
+  handles = 0;
+  /** The size as applications see it now, dirty writes included. */
+  size: number;
+  private dirty: Dirty[] = [];
+  /** Ranges being committed: still read from here until the commit lands. */
+  private committing: Dirty[] = [];
+  private dirtyBytes = 0;
+  private extentCache: { start: number; end: number; extents: Extent[] } | undefined;
+  private commits: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly ino: Ino,
+    size: number,
+    private readonly parts: ContentParts,
+  ) {
+    this.size = size;
+  }
+
+  get isDirty(): boolean {
+    return this.dirty.length > 0;
+  }
+
+  /** Buffers a write; `data` must be the caller's to give (copied or kept). Resolves at once
+   * unless too much is waiting to be committed, when it waits for the commit (backpressure). */
+  async write(offset: number, data: Buffer): Promise<void> {
+    if (data.length === 0) return;
+    insertRange(this.dirty, { start: offset, data });
+    this.dirtyBytes += data.length;
+    this.size = Math.max(this.size, offset + data.length);
+    if (this.dirtyBytes >= DIRTY_LIMIT || this.dirty.length >= DIRTY_RANGE_LIMIT) {
+      const commit = this.commit();
+      if (this.dirtyBytes >= 2 * DIRTY_LIMIT) await commit;
+      else commit.catch(() => undefined); // reported by the flush or fsync that follows
+    }
+  }
+
+  async read(offset: number, size: number): Promise<Buffer[]> {
+    const end = Math.min(offset + size, this.size);
+    if (end <= offset) return [];
+    const parts = await this.committedBytes(offset, end);
+    if (!overlaps(this.committing, offset, end) && !overlaps(this.dirty, offset, end)) return parts;
+    const out = Buffer.concat(parts, end - offset);
+    for (const d of [...this.committing, ...this.dirty]) {
+      const from = Math.max(offset, d.start);
+      const to = Math.min(end, d.start + d.data.length);
+      if (from < to) d.data.copy(out, from - offset, from - d.start, to - d.start);
+    }
+    return [out];
+  }
+
+  /** Commits every dirty range (not durable yet: see Store.sync). Commits run one at a time. */
+  commit(): Promise<void> {
+    this.commits = this.commits.catch(() => undefined).then(() => this.commitDirty());
+    return this.commits;
+  }
+
+  /** A truncate: dirty bytes are committed first, so that the metadata sees one order of events. */
+  async truncate(size: number): Promise<void> {
+    await this.commit();
+    await this.parts.meta.setattr(this.ino, { size });
+    this.size = size;
+    this.extentCache = undefined;
+  }
+
+  private async commitDirty(): Promise<void> {
+    if (this.dirty.length === 0) return;
+    this.committing = this.dirty;
+    this.dirty = [];
+    this.dirtyBytes = 0;
+    try {
+      const regions = this.committing;
+      for (let i = 0; i < regions.length; ) i = await this.rechunkWindow(regions, i);
+      this.committing = [];
+    } catch (err) {
+      // Nothing was lost: the ranges go back under whatever was written since.
+      for (const d of this.committing.reverse()) insertUnder(this.dirty, d);
+      this.dirtyBytes += this.committing.reduce((n, d) => n + d.data.length, 0);
+      this.committing = [];
+      throw err;
+    } finally {
+      this.extentCache = undefined;
+    }
+  }
+
+  /** Re-chunks the window around regions[i] (and any later regions it reaches); returns the
+   * index of the first region it did not cover. */
+  private async rechunkWindow(regions: Dirty[], i: number): Promise<number> {
+    const first = regions[i]!;
+    const start = await this.windowStart(first.start);
+    let changedUntil = first.start + first.data.length;
+    let next = i + 1;
+    const chunker = new Chunker();
+    const extents: Extent[] = [];
+    const infos: ChunkInfo[] = [];
+    const inFlight: Array<Promise<void>> = [];
+    let pending: Buffer[] = []; // bytes since the last cut
+    let pendingLength = 0;
+    let cutAt = start;
+    let pos = start;
+    let end: number | undefined;
+
+    const emit = async (length: number): Promise<void> => {
+      const bytes = Buffer.concat(pending, pendingLength);
+      const chunk = bytes.subarray(0, length);
+      const rest = bytes.subarray(length);
+      pending = rest.length ? [rest] : [];
+      pendingLength = rest.length;
+      const offset = cutAt;
+      cutAt += length;
+      if (inFlight.length >= CHUNKS_IN_FLIGHT) await inFlight.shift();
+      inFlight.push(this.storeChunk(chunk, offset, extents, infos));
+    };
+
+    for (;;) {
+      // Later dirty regions the window has reached are part of it.
+      while (next < regions.length && regions[next]!.start <= pos) {
+        changedUntil = Math.max(changedUntil, regions[next]!.start + regions[next]!.data.length);
+        next++;
+      }
+      const forced = pos >= changedUntil + FORCE_CUT_AFTER;
+      const limit = forced ? await this.nextBoundary(pos) : this.size;
+      const want = Math.min(MiB, limit - pos);
+      if (want <= 0) {
+        const last = chunker.finish();
+        if (last > 0) await emit(last);
+        end = pos;
+        break;
+      }
+      const data = Buffer.concat(await this.read(pos, want), want);
+      pending.push(data);
+      pendingLength += data.length;
+      pos += data.length;
+      for (const length of chunker.push(data)) {
+        await emit(length);
+        if (cutAt >= changedUntil && (next >= regions.length || cutAt < regions[next]!.start) && (await this.isBoundary(cutAt))) {
+          end = cutAt; // resynchronised: from here the old extents stand
+          break;
+        }
+      }
+      if (end !== undefined) break;
+    }
+    await Promise.all(inFlight);
+    extents.sort((a, b) => a.offset - b.offset);
+    const when = now();
+    await this.parts.meta.writeExtents(this.ino, start, end - start, extents, infos, end, when);
+    this.extentCache = undefined;
+    return next;
+  }
+
+  private async storeChunk(plain: Buffer, offset: number, extents: Extent[], infos: ChunkInfo[]): Promise<void> {
+    const { id, bytes } = await this.parts.codec.encode(plain);
+    await this.parts.chunks.put(id, bytes);
+    this.parts.cache.add(id, Buffer.from(plain));
+    extents.push({ offset, length: plain.length, chunk: id, chunkOffset: 0 });
+    infos.push({ id, size: plain.length, storedSize: bytes.length });
+  }
+
+  /** Where re-chunking for a change at `offset` starts: the cut point before it. */
+  private async windowStart(offset: number): Promise<number> {
+    if (offset === 0) return 0;
+    const before = await this.extentsIn(offset - 1, 1);
+    return before.length > 0 ? before[0]!.offset : offset;
+  }
+
+  /** Whether an existing extent starts at `offset` (so content there is cut as before). */
+  private async isBoundary(offset: number): Promise<boolean> {
+    if (offset >= this.size) return false;
+    const at = await this.extentsIn(offset, 1);
+    return at.length > 0 && at[0]!.offset === offset;
+  }
+
+  /** The first extent boundary after `offset`, or the end of the file. */
+  private async nextBoundary(offset: number): Promise<number> {
+    const ahead = await this.extentsIn(offset, EXTENT_WINDOW);
+    for (const e of ahead) if (e.offset > offset) return e.offset;
+    const last = ahead.at(-1);
+    return last && last.offset + last.length > offset ? Math.min(last.offset + last.length, this.size) : this.size;
+  }
+
+  private async extentsIn(offset: number, length: number): Promise<Extent[]> {
+    const end = offset + length;
+    const c = this.extentCache;
+    if (!c || offset < c.start || end > c.end) {
+      const windowEnd = offset + Math.max(length, EXTENT_WINDOW);
+      this.extentCache = { start: offset, end: windowEnd, extents: await this.parts.meta.extents(this.ino, offset, windowEnd - offset) };
+    }
+    return this.extentCache!.extents.filter((e) => e.offset < end && e.offset + e.length > offset);
+  }
+
+  /** Committed bytes of [offset, end): slices of chunks, zeros for holes. */
+  private async committedBytes(offset: number, end: number): Promise<Buffer[]> {
+    const extents = await this.extentsIn(offset, end - offset);
+    const parts: Buffer[] = [];
+    let pos = offset;
+    for (const e of extents) {
+      if (e.offset > pos) parts.push(zeros(Math.min(e.offset, end) - pos));
+      const from = Math.max(pos, e.offset);
+      const to = Math.min(end, e.offset + e.length);
+      if (to <= from) continue;
+      const chunk = await this.parts.cache.get(e.chunk);
+      parts.push(chunk.subarray(e.chunkOffset + (from - e.offset), e.chunkOffset + (to - e.offset)));
+      pos = to;
+    }
+    if (pos < end) parts.push(zeros(end - pos));
+    // Sequential readers want the next chunk next: fetch it while this reply goes out.
+    const after = this.extentCache?.extents.find((e) => e.offset >= end);
+    if (after) this.parts.cache.prefetch(after.chunk);
+    return parts;
+  }
+}
+
+function now(): { sec: number; nsec: number } {
+  const ms = Date.now();
+  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 };
+}
+
+function zeros(n: number): Buffer {
+  return n <= ZEROS.length ? ZEROS.subarray(0, n) : Buffer.alloc(n);
+}
+
+function overlaps(ranges: Dirty[], start: number, end: number): boolean {
+  return ranges.some((d) => d.start < end && d.start + d.data.length > start);
+}
+
+/** Adds a range on top of sorted, disjoint ranges: what it covers is replaced. */
+function insertRange(ranges: Dirty[], add: Dirty): void {
+  const end = add.start + add.data.length;
+  const last = ranges.at(-1);
+  if (!last || last.start + last.data.length <= add.start) {
+    ranges.push(add); // appending: the common case, kept O(1)
+    return;
+  }
+  const out: Dirty[] = [];
+  for (const d of ranges) {
+    const dEnd = d.start + d.data.length;
+    if (dEnd <= add.start || d.start >= end) {
+      out.push(d);
+      continue;
+    }
+    if (d.start < add.start) out.push({ start: d.start, data: d.data.subarray(0, add.start - d.start) });
+    if (dEnd > end) out.push({ start: end, data: d.data.subarray(end - d.start) });
+  }
+  out.push(add);
+  out.sort((a, b) => a.start - b.start);
+  ranges.splice(0, ranges.length, ...out);
+}
+
+/** Adds an older range beneath sorted, disjoint ranges: only what they do not cover is kept. */
+function insertUnder(ranges: Dirty[], old: Dirty): void {
+  let pieces: Dirty[] = [old];
+  for (const d of ranges) {
+    const dEnd = d.start + d.data.length;
+    pieces = pieces.flatMap((p) => {
+      const pEnd = p.start + p.data.length;
+      if (dEnd <= p.start || d.start >= pEnd) return [p];
+      const keep: Dirty[] = [];
+      if (p.start < d.start) keep.push({ start: p.start, data: p.data.subarray(0, d.start - p.start) });
+      if (pEnd > dEnd) keep.push({ start: dEnd, data: p.data.subarray(dEnd - p.start) });
+      return keep;
+    });
+  }
+  ranges.push(...pieces);
+  ranges.sort((a, b) => a.start - b.start);
+}

@@ -1,0 +1,284 @@
+// One volume as a POSIX filesystem: the fuse layer's operations, answered from the metadata
+// engine (names, attributes, extended attributes) and from the open files' contents (open-file.ts).
+// Permission checks are the kernel's (mounted with default_permissions). Metadata errors carry
+// errno codes (MetaError.code), which the fuse layer answers as they are.
+import { constants } from 'node:fs';
+import type {
+  Attr,
+  AttrReply,
+  CreateReply,
+  Entry,
+  FuseOperations,
+  OpenReply,
+  RequestContext,
+  SetattrChanges,
+  StatfsReply,
+  WriteInfo,
+} from '../fuse/contract.js';
+import type { DirentWriter } from '../fuse/dirent.js';
+import { FuseError } from '../fuse/errors.js';
+import type { Logger } from '../log.js';
+import { FileType, type InodeAttr, type Ino, type NewNode } from '../meta/contract.js';
+import type { Store } from '../store/store.js';
+import { ChunkCache } from './chunk-cache.js';
+import { OpenFile, type ContentParts } from './open-file.js';
+
+const FUSE_ROOT = 1;
+const S_IFMT = 0o170000;
+/** st_blksize: applications size their I/O by it, and large requests suit chunking. */
+const BLKSIZE = 1024 * 1024;
+const O_ACCMODE = 3;
+/** readdir pages fetched from the metadata engine at a time. */
+const READDIR_PAGE = 256;
+/** Keeping a large write's buffer costs a pinned 1 MiB request buffer; smaller ones are copied. */
+const KEEP_AT_LEAST = 128 * 1024;
+
+export class VolumeFs implements FuseOperations {
+  /** Inodes with open handles, and their contents in flight. */
+  private readonly openFiles = new Map<Ino, OpenFile>();
+  private readonly parts: ContentParts;
+  private nextFh = 1;
+
+  constructor(
+    private readonly store: Store,
+    /** The volume root's inode in the metadata engine; the kernel knows it as 1. */
+    private readonly root: Ino,
+    private readonly log: Logger,
+  ) {
+    this.parts = { meta: store.meta, chunks: store.chunks, codec: store.codec, cache: new ChunkCache(store.chunks, store.codec), log };
+  }
+
+  // The kernel's inode 1 is the volume root; the engine's inode 1 (another volume's root, if
+  // any) takes the root's number instead: a swap, so every number maps both ways.
+  private toMeta(ino: number): Ino {
+    return ino === FUSE_ROOT ? this.root : ino === this.root ? FUSE_ROOT : ino;
+  }
+
+  private toFuse(ino: Ino): number {
+    return ino === this.root ? FUSE_ROOT : ino === FUSE_ROOT ? this.root : ino;
+  }
+
+  private attr(a: InodeAttr): Attr {
+    const size = this.openFiles.get(a.ino)?.size ?? a.size;
+    return {
+      ino: this.toFuse(a.ino), mode: a.mode, nlink: a.nlink, uid: a.uid, gid: a.gid, rdev: a.rdev, size,
+      blocks: Math.ceil(size / 512), blksize: BLKSIZE, atime: a.atime, mtime: a.mtime, ctime: a.ctime,
+    };
+  }
+
+  private entry(a: InodeAttr): Entry {
+    return { attr: this.attr(a), generation: a.generation };
+  }
+
+  // ---- names ----
+
+  async lookup(_ctx: RequestContext, parent: number, name: string): Promise<Entry> {
+    return this.entry(await this.store.meta.lookup(this.toMeta(parent), name));
+  }
+
+  async getattr(_ctx: RequestContext, ino: number): Promise<AttrReply> {
+    return { attr: this.attr(await this.store.meta.getattr(this.toMeta(ino))) };
+  }
+
+  async setattr(_ctx: RequestContext, ino: number, c: SetattrChanges): Promise<AttrReply> {
+    const id = this.toMeta(ino);
+    const file = this.openFiles.get(id);
+    if (c.size !== undefined) {
+      if (file) await file.truncate(c.size);
+      else await this.store.meta.setattr(id, { size: c.size });
+    }
+    const rest = { mode: c.mode, uid: c.uid, gid: c.gid, atime: c.atime, mtime: c.mtime, ctime: c.ctime };
+    // Set-id bits go when the kernel says so (a write or chown by a non-owner).
+    if ((c.killSuid || c.killSgid) && rest.mode === undefined) {
+      const mode = (await this.store.meta.getattr(id)).mode;
+      rest.mode = mode & ~((c.killSuid ? 0o4000 : 0) | (c.killSgid ? 0o2000 : 0));
+    }
+    const changed = Object.values(rest).some((v) => v !== undefined);
+    const attr = changed || c.size === undefined ? await this.store.meta.setattr(id, rest) : await this.store.meta.getattr(id);
+    return { attr: this.attr(attr) };
+  }
+
+  async readlink(_ctx: RequestContext, ino: number): Promise<string> {
+    return this.store.meta.readlink(this.toMeta(ino));
+  }
+
+  async mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number): Promise<Entry> {
+    return this.make(ctx, parent, name, { type: (mode & S_IFMT) as FileType, perm: mode & 0o7777, rdev });
+  }
+
+  async mkdir(ctx: RequestContext, parent: number, name: string, mode: number): Promise<Entry> {
+    return this.make(ctx, parent, name, { type: FileType.Directory, perm: mode & 0o7777 });
+  }
+
+  async symlink(ctx: RequestContext, parent: number, name: string, target: string): Promise<Entry> {
+    return this.make(ctx, parent, name, { type: FileType.Symlink, perm: 0o777, target });
+  }
+
+  async link(_ctx: RequestContext, ino: number, newParent: number, newName: string): Promise<Entry> {
+    return this.entry(await this.store.meta.link(this.toMeta(ino), this.toMeta(newParent), newName));
+  }
+
+  async unlink(_ctx: RequestContext, parent: number, name: string): Promise<void> {
+    await this.store.meta.unlink(this.toMeta(parent), name);
+  }
+
+  async rmdir(_ctx: RequestContext, parent: number, name: string): Promise<void> {
+    await this.store.meta.rmdir(this.toMeta(parent), name);
+  }
+
+  async rename(_ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
+    await this.store.meta.rename(this.toMeta(parent), name, this.toMeta(newParent), newName, flags);
+  }
+
+  // ---- files ----
+
+  async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<CreateReply> {
+    const entry = await this.make(ctx, parent, name, { type: FileType.Regular, perm: mode & 0o7777 });
+    const opened = await this.openFile(this.toMeta(entry.attr.ino), flags);
+    return { ...entry, ...opened };
+  }
+
+  async open(_ctx: RequestContext, ino: number, flags: number): Promise<OpenReply> {
+    return this.openFile(this.toMeta(ino), flags);
+  }
+
+  async read(_ctx: RequestContext, ino: number, _fh: number, offset: number, size: number): Promise<Buffer[]> {
+    const id = this.toMeta(ino);
+    const file = this.openFiles.get(id) ?? new OpenFile(id, (await this.store.meta.getattr(id)).size, this.parts);
+    try {
+      return await file.read(offset, size);
+    } catch (err) {
+      // Content the metadata names is damaged or missing: the reader gets EIO (not the chunk
+      // store's ENOENT), and the log says which file.
+      const name = (err as { name?: string }).name;
+      if (name === 'ChunkCorruptError' || name === 'ChunkNotFoundError') {
+        this.log.error({ ino: id, offset, err: (err as Error).message }, 'file content unreadable: read answered EIO');
+        throw new FuseError('EIO');
+      }
+      throw err;
+    }
+  }
+
+  async write(_ctx: RequestContext, ino: number, _fh: number, offset: number, data: Buffer, info: WriteInfo): Promise<number> {
+    const file = this.openFiles.get(this.toMeta(ino));
+    if (!file) throw new FuseError('EBADF');
+    const own = data.length >= KEEP_AT_LEAST ? info.keep() : Buffer.from(data);
+    const length = own.length;
+    await file.write(offset, own);
+    return length;
+  }
+
+  /** close(2): contents reach the metadata (visible to every reader), not yet the disk. */
+  async flush(_ctx: RequestContext, ino: number): Promise<void> {
+    await this.openFiles.get(this.toMeta(ino))?.commit();
+  }
+
+  async fsync(_ctx: RequestContext, ino: number): Promise<void> {
+    await this.openFiles.get(this.toMeta(ino))?.commit();
+    await this.store.sync();
+  }
+
+  async release(_ctx: RequestContext, ino: number): Promise<void> {
+    const id = this.toMeta(ino);
+    const file = this.openFiles.get(id);
+    if (file) {
+      try {
+        await file.commit();
+      } finally {
+        if (--file.handles === 0) this.openFiles.delete(id);
+      }
+    }
+    await this.store.meta.release(id);
+  }
+
+  async fallocate(_ctx: RequestContext, ino: number, _fh: number, mode: number, offset: number, length: number): Promise<void> {
+    if (mode !== 0) throw new FuseError('EOPNOTSUPP'); // KEEP_SIZE and hole punching come later
+    const id = this.toMeta(ino);
+    const attr = await this.store.meta.getattr(id);
+    const size = this.openFiles.get(id)?.size ?? attr.size;
+    if (offset + length > size) await this.setattr(_ctx, ino, { size: offset + length });
+  }
+
+  // ---- directories ----
+
+  async opendir(): Promise<OpenReply> {
+    return { fh: this.nextFh++ };
+  }
+
+  async readdir(_ctx: RequestContext, ino: number, _fh: number, offset: number, out: DirentWriter): Promise<void> {
+    await this.list(ino, offset, out);
+  }
+
+  async readdirplus(_ctx: RequestContext, ino: number, _fh: number, offset: number, out: DirentWriter): Promise<void> {
+    await this.list(ino, offset, out);
+  }
+
+  async fsyncdir(): Promise<void> {
+    await this.store.sync();
+  }
+
+  private async list(ino: number, cookie: number, out: DirentWriter): Promise<void> {
+    const dir = this.toMeta(ino);
+    for (;;) {
+      const page = await this.store.meta.readdir(dir, cookie, READDIR_PAGE);
+      if (page.length === 0) return;
+      for (const e of page) {
+        const fuseIno = this.toFuse(e.ino);
+        const fits = out.plus
+          ? out.addPlus(e.name, { attr: this.attr(await this.store.meta.getattr(e.ino)) }, e.cookie)
+          : out.add(e.name, fuseIno, e.type, e.cookie);
+        if (!fits) return;
+        cookie = e.cookie;
+      }
+    }
+  }
+
+  // ---- extended attributes ----
+
+  async getxattr(_ctx: RequestContext, ino: number, name: string): Promise<Uint8Array> {
+    return this.store.meta.getxattr(this.toMeta(ino), name);
+  }
+
+  async listxattr(_ctx: RequestContext, ino: number): Promise<string[]> {
+    return this.store.meta.listxattr(this.toMeta(ino));
+  }
+
+  async setxattr(_ctx: RequestContext, ino: number, name: string, value: Buffer, flags: number): Promise<void> {
+    if (!/^(user|trusted|security)\./.test(name)) throw new FuseError('EOPNOTSUPP');
+    await this.store.meta.setxattr(this.toMeta(ino), name, Buffer.from(value), flags);
+  }
+
+  async removexattr(_ctx: RequestContext, ino: number, name: string): Promise<void> {
+    await this.store.meta.removexattr(this.toMeta(ino), name);
+  }
+
+  async statfs(): Promise<StatfsReply> {
+    const cap = await this.store.chunks.capacity();
+    const usage = await this.store.meta.usage();
+    const bsize = 4096;
+    return {
+      bsize, frsize: bsize,
+      blocks: Math.floor(cap.totalBytes / bsize), bfree: Math.floor(cap.freeBytes / bsize), bavail: Math.floor(cap.freeBytes / bsize),
+      files: usage.inodes + 1_000_000_000, ffree: 1_000_000_000, namemax: 255,
+    };
+  }
+
+  // ---- internals ----
+
+  private async make(ctx: RequestContext, parent: number, name: string, node: NewNode): Promise<Entry> {
+    return this.entry(await this.store.meta.create(this.toMeta(parent), name, node, { uid: ctx.uid, gid: ctx.gid, umask: ctx.umask }));
+  }
+
+  private async openFile(id: Ino, flags: number): Promise<OpenReply> {
+    await this.store.meta.open(id);
+    let file = this.openFiles.get(id);
+    if (!file) {
+      file = new OpenFile(id, (await this.store.meta.getattr(id)).size, this.parts);
+      this.openFiles.set(id, file);
+    }
+    file.handles++;
+    if (flags & constants.O_TRUNC && (flags & O_ACCMODE) !== 0) await file.truncate(0);
+    return { fh: this.nextFh++, keepCache: !file.isDirty };
+  }
+
+}

@@ -1,0 +1,140 @@
+// Orbit's volume through a real mount: POSIX behaviour of files and directories, persistence
+// across a restart, deduplication, and damaged content reported as EIO.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFile, link, mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ok, run } from '../helpers.js';
+import { mountFreshStore, type MountedStore } from './orbit-mount.js';
+
+const MiB = 1024 * 1024;
+
+async function chunkCount(m: MountedStore): Promise<number> {
+  let n = 0;
+  for await (const _ of m.store.chunks.iterate()) n++;
+  return n;
+}
+
+describe('orbit volume through a real mount', () => {
+  let m: MountedStore;
+  const p = (...parts: string[]): string => path.join(m.dir, ...parts);
+
+  before(async () => {
+    m = await mountFreshStore();
+  });
+  after(() => m.close());
+
+  it('writes, reads, appends, truncates and renames files in directories', async () => {
+    await mkdir(p('docs', 'deep'), { recursive: true });
+    await writeFile(p('docs', 'a.txt'), 'hello');
+    await appendFile(p('docs', 'a.txt'), ' world');
+    assert.equal(await readFile(p('docs', 'a.txt'), 'utf8'), 'hello world');
+    await truncate(p('docs', 'a.txt'), 5);
+    assert.equal(await readFile(p('docs', 'a.txt'), 'utf8'), 'hello');
+    await truncate(p('docs', 'a.txt'), 8);
+    assert.deepEqual(await readFile(p('docs', 'a.txt')), Buffer.from('hello\0\0\0'));
+    await rename(p('docs', 'a.txt'), p('docs', 'deep', 'b.txt'));
+    assert.deepEqual(await readdir(p('docs')), ['deep']);
+    await link(p('docs', 'deep', 'b.txt'), p('hard'));
+    await symlink('docs/deep/b.txt', p('soft'));
+    assert.equal((await stat(p('hard'))).nlink, 2);
+    assert.equal(await readlink(p('soft')), 'docs/deep/b.txt');
+    assert.equal(await readFile(p('soft'), 'utf8'), 'hello\0\0\0');
+    await ok('setfattr', ['-n', 'user.tag', '-v', 'x', p('hard')]);
+    assert.match(await ok('getfattr', ['-d', p('hard')]), /user\.tag="x"/);
+  });
+
+  it('keeps large random files intact, including overwrites in the middle and sparse regions', async () => {
+    const data = randomBytes(24 * MiB + 12345);
+    await writeFile(p('big'), data);
+    assert.ok((await readFile(p('big'))).equals(data));
+    const fh = await open(p('big'), 'r+');
+    const patch = randomBytes(70_000);
+    await fh.write(patch, 0, patch.length, 10 * MiB + 7);
+    await fh.write(Buffer.from('far away'), 0, 8, 5 * 1024 * MiB);
+    await fh.close();
+    patch.copy(data, 10 * MiB + 7);
+    const back = await readFile(p('big')).catch(() => undefined);
+    assert.equal(back, undefined, 'a 5 GiB file should not fit in a Buffer read');
+    const head = Buffer.alloc(data.length);
+    const r = await open(p('big'), 'r');
+    await r.read(head, 0, data.length, 0);
+    const tail = Buffer.alloc(8);
+    await r.read(tail, 0, 8, 5 * 1024 * MiB);
+    await r.close();
+    assert.ok(head.equals(data));
+    assert.equal(tail.toString(), 'far away');
+    assert.equal((await stat(p('big'))).size, 5 * 1024 * MiB + 8);
+  });
+
+  it('survives a restart: unmount, close, reopen, mount', async () => {
+    const data = randomBytes(3 * MiB);
+    await writeFile(p('persist'), data);
+    await m.remount();
+    assert.ok((await readFile(p('persist'))).equals(data));
+    assert.equal(await readFile(p('docs', 'deep', 'b.txt'), 'utf8'), 'hello\0\0\0');
+  });
+
+  it('stores the same content once, whatever names and volumes hold it', async () => {
+    const data = randomBytes(32 * MiB);
+    await writeFile(p('one'), data);
+    const before = await m.store.chunks.capacity();
+    await writeFile(p('two'), data);
+    await ok('cp', [p('one'), p('three')]);
+    const afterCopies = await m.store.chunks.capacity();
+    assert.ok(afterCopies.usedBytes - before.usedBytes < 0.05 * data.length, `copies added ${afterCopies.usedBytes - before.usedBytes} bytes`);
+    // Insert one byte near the start and save the whole file again: only the chunks around the
+    // insertion are new.
+    const chunksBefore = await chunkCount(m);
+    await writeFile(p('one'), Buffer.concat([data.subarray(0, 1000), Buffer.from('!'), data.subarray(1000)]));
+    const added = (await chunkCount(m)) - chunksBefore;
+    assert.ok(added <= 3, `${added} new chunks for a one-byte insertion`);
+  });
+
+  it('re-chunks only around a small overwrite in a large file', async () => {
+    const data = randomBytes(40 * MiB);
+    await writeFile(p('large'), data);
+    const chunksBefore = await chunkCount(m);
+    const fh = await open(p('large'), 'r+');
+    await fh.write(Buffer.from('tiny change'), 0, 11, 20 * MiB);
+    await fh.close();
+    const added = (await chunkCount(m)) - chunksBefore;
+    assert.ok(added >= 1 && added <= 3, `${added} new chunks for an 11-byte overwrite`);
+    Buffer.from('tiny change').copy(data, 20 * MiB);
+    const hash = createHash('sha256').update(await readFile(p('large'))).digest('hex');
+    assert.equal(hash, createHash('sha256').update(data).digest('hex'));
+  });
+
+  it('keeps an unlinked file readable while it is open', async () => {
+    await writeFile(p('ghost'), 'boo');
+    const fh = await open(p('ghost'), 'r');
+    await unlink(p('ghost'));
+    const b = Buffer.alloc(3);
+    await fh.read(b, 0, 3, 0);
+    await fh.close();
+    assert.equal(b.toString(), 'boo');
+    await assert.rejects(stat(p('ghost')), { code: 'ENOENT' });
+  });
+
+  it('answers EIO for a damaged chunk and logs it, and reads other files fine', async () => {
+    const data = randomBytes(2 * MiB);
+    await writeFile(p('victim'), data);
+    await m.remount(); // no cached plaintext
+    // Damage every chunk of this file: flip a byte in each chunk the file's extents name.
+    const ino = (await stat(p('victim'))).ino;
+    const extents = await m.store.meta.extents(ino, 0, data.length); // (not the root: same number in both)
+    assert.ok(extents.length > 0);
+    for (const e of extents) {
+      const file = path.join(m.home, 'pool', 'chunks', e.chunk.slice(0, 2), e.chunk.slice(2, 4), e.chunk);
+      const bytes = await readFile(file);
+      bytes[bytes.length - 10]! ^= 0x55;
+      await writeFile(file, bytes);
+    }
+    const res = await run('cat', [p('victim')]);
+    assert.notEqual(res.code, 0);
+    assert.match(res.stderr, /Input\/output error/);
+    assert.equal(await readFile(p('persist')).then((b) => b.length), 3 * MiB);
+    await rm(p('victim'));
+  });
+});
