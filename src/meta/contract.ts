@@ -55,6 +55,8 @@ export interface DirEntry {
   type: number;
   /** Where to continue listing after this entry. */
   cookie: number;
+  /** The entry's attributes, when asked for (readdirplus). */
+  attr?: InodeAttr;
 }
 
 /** A piece of a file: `length` bytes of chunk `chunk` from `chunkOffset`, at `offset` in the file.
@@ -152,8 +154,9 @@ export interface MetaEngine {
   /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2). Returns what a replaced target left. */
   rename(parent: Ino, name: string, newParent: Ino, newName: string, flags: number): Promise<Removed | undefined>;
   readlink(ino: Ino): Promise<string>;
-  /** Entries after `cookie` (0: from the start, "." and ".." included), at most `limit`. */
-  readdir(ino: Ino, cookie: number, limit: number): Promise<DirEntry[]>;
+  /** Entries after `cookie` (0: from the start, "." and ".." included), at most `limit`;
+   * with `withAttrs`, each with its attributes (one query, not one per entry). */
+  readdir(ino: Ino, cookie: number, limit: number, withAttrs?: boolean): Promise<DirEntry[]>;
 
   // ---- open files ----
   /** An open file handle holds its inode: an unlinked inode lives until its last release. */

@@ -220,13 +220,12 @@ export class VolumeFs implements FuseOperations {
   private async list(ino: number, cookie: number, out: DirentWriter): Promise<void> {
     const dir = this.toMeta(ino);
     for (;;) {
-      const page = await this.store.meta.readdir(dir, cookie, READDIR_PAGE);
+      const page = await this.store.meta.readdir(dir, cookie, READDIR_PAGE, out.plus);
       if (page.length === 0) return;
       for (const e of page) {
-        const fuseIno = this.toFuse(e.ino);
-        const fits = out.plus
-          ? out.addPlus(e.name, { attr: this.attr(await this.store.meta.getattr(e.ino)) }, e.cookie)
-          : out.add(e.name, fuseIno, e.type, e.cookie);
+        const fits = out.plus && e.attr
+          ? out.addPlus(e.name, this.entry(e.attr), e.cookie)
+          : out.add(e.name, this.toFuse(e.ino), e.type, e.cookie);
         if (!fits) return;
         cookie = e.cookie;
       }

@@ -130,6 +130,9 @@ describe('SQLite metadata engine', () => {
     assert.equal(new Set(names).size, names.length, 'an entry was listed twice');
     assert.ok(names.includes('late') && names.includes('e49'));
     assert.equal(names.length, 2 + 50 + 1);
+    const withAttrs = db.readdir(d.ino, 0, 5, true);
+    assert.deepEqual(withAttrs.map((e) => e.attr?.ino), withAttrs.map((e) => e.ino));
+    assert.equal(withAttrs[2]!.attr!.mode & 0o170000, FileType.Regular);
   });
 
   it('replaces extents in a range, trimming what sticks out, and counts chunk references', () => {

@@ -110,6 +110,7 @@ export class SqliteEngine {
       setDentryTarget: p('UPDATE dentries SET ino = ?, type = ? WHERE parent = ? AND name = ?'),
       anyChild: p('SELECT 1 FROM dentries WHERE parent = ? LIMIT 1'),
       list: p('SELECT rowid, name, ino, type FROM dentries WHERE parent = ? AND rowid > ? ORDER BY rowid LIMIT ?'),
+      listWithAttrs: p('SELECT d.rowid AS rowid, d.name AS name, d.type AS type, i.* FROM dentries d JOIN inodes i ON i.ino = d.ino WHERE d.parent = ? AND d.rowid > ? ORDER BY d.rowid LIMIT ?'),
       volumeByName: p('SELECT * FROM volumes WHERE name = ?'),
       volumes: p('SELECT * FROM volumes ORDER BY name'),
       insertVolume: p('INSERT INTO volumes (name, root, created_s, created_ns) VALUES (?, ?, ?, ?)'),
@@ -372,13 +373,22 @@ export class SqliteEngine {
   }
 
   // Cookies: 1 after ".", 2 after "..", then rowid + 2.
-  readdir(ino: Ino, cookie: number, limit: number): DirEntry[] {
+  readdir(ino: Ino, cookie: number, limit: number, withAttrs = false): DirEntry[] {
     const dir = this.dirRow(ino);
     const out: DirEntry[] = [];
-    if (cookie < 1 && out.length < limit) out.push({ name: '.', ino, type: FileType.Directory, cookie: 1 });
-    if (cookie < 2 && out.length < limit) out.push({ name: '..', ino: dir.parent ?? ino, type: FileType.Directory, cookie: 2 });
-    const rows = this.st.list!.all(ino, Math.max(0, cookie - 2), limit - out.length) as Array<{ rowid: number; name: string; ino: number; type: number }>;
-    for (const r of rows) out.push({ name: r.name, ino: r.ino, type: r.type, cookie: r.rowid + 2 });
+    const dot = (name: string, of: Ino, next: number): void => {
+      out.push({ name, ino: of, type: FileType.Directory, cookie: next, ...(withAttrs ? { attr: this.getattr(of) } : {}) });
+    };
+    if (cookie < 1 && out.length < limit) dot('.', ino, 1);
+    if (cookie < 2 && out.length < limit) dot('..', dir.parent ?? ino, 2);
+    const after = Math.max(0, cookie - 2);
+    if (withAttrs) {
+      const rows = this.st.listWithAttrs!.all(ino, after, limit - out.length) as Array<InodeRow & { rowid: number; name: string; type: number }>;
+      for (const r of rows) out.push({ name: r.name, ino: r.ino, type: r.type, cookie: r.rowid + 2, attr: toAttr(r) });
+    } else {
+      const rows = this.st.list!.all(ino, after, limit - out.length) as Array<{ rowid: number; name: string; ino: number; type: number }>;
+      for (const r of rows) out.push({ name: r.name, ino: r.ino, type: r.type, cookie: r.rowid + 2 });
+    }
     return out;
   }
 
