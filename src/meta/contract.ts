@@ -142,6 +142,9 @@ export interface MetaEngine {
   /** Fails with ENOTEMPTY unless `force`; contents' chunk references are dropped. */
   removeVolume(name: string, force: boolean): Promise<void>;
   usage(volume?: string): Promise<Usage>;
+  /** After a crash, for a volume nobody serves: forgets open-file holds and removes inodes that
+   * only they kept alive (unlinked while open). Returns how many inodes went. */
+  recoverVolume(name: string): Promise<number>;
 
   // ---- names ----
   lookup(parent: Ino, name: string): Promise<InodeAttr>;
@@ -173,6 +176,14 @@ export interface MetaEngine {
   /** Chunks no extent of any volume references any more: safe to delete from the pool. */
   unreferencedChunks(limit: number): Promise<ChunkInfo[]>;
   forgetChunks(ids: ChunkId[]): Promise<void>;
+
+  /** For fsck: every chunk the metadata knows, with its recorded reference count, and the chunks
+   * whose recorded count differs from the extents that name them. */
+  checkChunks(): Promise<{ chunks: Array<ChunkInfo & { refs: number }>; refMismatches: Array<{ id: ChunkId; recorded: number; actual: number }> }>;
+  /** Sets every recorded reference count to the number of extents naming the chunk. */
+  repairRefcounts(): Promise<number>;
+  /** Up to `limit` files whose contents use the chunk, as "volume:/path". */
+  filesUsing(id: ChunkId, limit: number): Promise<string[]>;
 
   // ---- extended attributes ----
   getxattr(ino: Ino, name: string): Promise<Buffer>;

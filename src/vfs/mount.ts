@@ -24,6 +24,9 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
   if (!volume) throw new StoreError(`no volume ${opts.volume} in the store at ${store.home}`);
   const log = componentLogger('vfs').child({ volume: opts.volume });
   await store.claimMount(opts.volume, opts.mountpoint);
+  // Nobody else serves the volume now: holds left by a crashed process can go.
+  const recovered = await store.meta.recoverVolume(opts.volume);
+  if (recovered > 0) log.info({ inodes: recovered }, 'removed files unlinked while open before a crash');
   const fs = new VolumeFs(store, volume.root, log);
   const session = new FuseSession(
     fs,

@@ -209,4 +209,17 @@ describe('SQLite metadata engine', () => {
     assert.deepEqual(db.volumes().map((x) => x.name), ['home']);
     assert.throws(() => db.getattr(v.root), { code: 'ENOENT' });
   });
+
+  it('recovers after a crash: open-file holds are forgotten and unlinked inodes removed', () => {
+    const { root: r } = db.createVolume('crashy', me);
+    const held = db.create(r, 'held', file, me);
+    const kept = db.create(r, 'kept', file, me);
+    db.open(held.ino);
+    db.open(kept.ino);
+    db.unlink(r, 'held'); // the process dies here, holding both
+    assert.equal(db.recoverVolume('crashy'), 1);
+    assert.throws(() => db.getattr(held.ino), { code: 'ENOENT' });
+    db.unlink(r, 'kept');
+    assert.throws(() => db.getattr(kept.ino), { code: 'ENOENT' }, 'its hold was forgotten');
+  });
 });

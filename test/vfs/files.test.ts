@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { appendFile, link, mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fsck } from '../../src/store/fsck.js';
 import { ok, run } from '../helpers.js';
 import { mountFreshStore, type MountedStore } from './orbit-mount.js';
 
@@ -74,6 +75,9 @@ describe('orbit volume through a real mount', () => {
     await m.remount();
     assert.ok((await readFile(p('persist'))).equals(data));
     assert.equal(await readFile(p('docs', 'deep', 'b.txt'), 'utf8'), 'hello\0\0\0');
+    const report = await fsck(m.store);
+    assert.deepEqual(report.problems, []);
+    assert.ok(report.chunksVerified > 0);
   });
 
   it('stores the same content once, whatever names and volumes hold it', async () => {
@@ -134,6 +138,10 @@ describe('orbit volume through a real mount', () => {
     const res = await run('cat', [p('victim')]);
     assert.notEqual(res.code, 0);
     assert.match(res.stderr, /Input\/output error/);
+    const report = await fsck(m.store);
+    const corrupt = report.problems.filter((x) => x.kind === 'corrupt-chunk');
+    assert.equal(corrupt.length, extents.length);
+    assert.ok(corrupt.every((x) => x.kind === 'corrupt-chunk' && x.files.includes('default:/victim')));
     assert.equal(await readFile(p('persist')).then((b) => b.length), 3 * MiB);
     await rm(p('victim'));
   });

@@ -180,6 +180,17 @@ export class SqliteEngine {
     return { logicalBytes: logical, uniqueBytes: distinct.unique_, storedBytes: distinct.stored, inodes };
   }
 
+  recoverVolume(name: string): number {
+    return this.tx(() => {
+      const v = this.st.volumeByName!.get(name) as { id: number } | undefined;
+      if (!v) throw new MetaError('ENOENT', `no volume ${name}`);
+      this.db.prepare('UPDATE inodes SET opens = 0 WHERE volume = ? AND opens != 0').run(v.id);
+      const orphans = this.db.prepare('SELECT ino FROM inodes WHERE volume = ? AND nlink = 0').pluck().all(v.id) as number[];
+      for (const ino of orphans) this.purge(ino);
+      return orphans.length;
+    });
+  }
+
   // ---- names ----
 
   lookup(parent: Ino, name: string): InodeAttr {
@@ -450,6 +461,46 @@ export class SqliteEngine {
     this.tx(() => {
       for (const id of ids) this.st.forgetChunk!.run(Buffer.from(id, 'hex'));
     });
+  }
+
+  checkChunks(): { chunks: Array<ChunkInfo & { refs: number }>; refMismatches: Array<{ id: string; recorded: number; actual: number }> } {
+    const chunks = (this.db.prepare('SELECT id, size, stored_size, refs FROM chunks').all() as Array<{ id: Buffer; size: number; stored_size: number; refs: number }>)
+      .map((c) => ({ id: c.id.toString('hex'), size: c.size, storedSize: c.stored_size, refs: c.refs }));
+    const refMismatches = (this.db.prepare(`
+      SELECT c.id AS id, c.refs AS recorded, coalesce(n.actual, 0) AS actual FROM chunks c
+      LEFT JOIN (SELECT chunk, count(*) AS actual FROM extents GROUP BY chunk) n ON n.chunk = c.id
+      WHERE c.refs != coalesce(n.actual, 0)`).all() as Array<{ id: Buffer; recorded: number; actual: number }>)
+      .map((m) => ({ id: m.id.toString('hex'), recorded: m.recorded, actual: m.actual }));
+    return { chunks, refMismatches };
+  }
+
+  repairRefcounts(): number {
+    return this.tx(() => {
+      // Extents naming a chunk the table lacks get a row (sizes unknown: taken from the extents).
+      this.db.exec(`INSERT INTO chunks (id, size, stored_size, refs)
+        SELECT chunk, max(chunk_offset + length), 0, 0 FROM extents WHERE chunk NOT IN (SELECT id FROM chunks) GROUP BY chunk`);
+      return this.db.prepare(`UPDATE chunks SET refs = (SELECT count(*) FROM extents e WHERE e.chunk = chunks.id)
+        WHERE refs != (SELECT count(*) FROM extents e WHERE e.chunk = chunks.id)`).run().changes;
+    });
+  }
+
+  filesUsing(id: string, limit: number): string[] {
+    const inos = this.db.prepare('SELECT DISTINCT ino FROM extents WHERE chunk = ? LIMIT ?').pluck().all(Buffer.from(id, 'hex'), limit) as number[];
+    return inos.map((ino) => this.pathOf(ino));
+  }
+
+  /** "volume:/a/b" by one of the inode's names; "volume:<unlinked inode N>" when it has none. */
+  private pathOf(ino: Ino): string {
+    const r = this.row(ino);
+    const volume = this.db.prepare('SELECT name, root FROM volumes WHERE id = ?').get(r.volume) as { name: string; root: number };
+    const names: string[] = [];
+    for (let cur = ino; cur !== volume.root; ) {
+      const d = this.db.prepare('SELECT parent, name FROM dentries WHERE ino = ? LIMIT 1').get(cur) as { parent: number; name: string } | undefined;
+      if (!d) return `${volume.name}:<unlinked inode ${ino}>`;
+      names.unshift(d.name);
+      cur = d.parent;
+    }
+    return `${volume.name}:/${names.join('/')}`;
   }
 
   // ---- extended attributes ----

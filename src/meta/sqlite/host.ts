@@ -71,6 +71,7 @@ export class SqliteMeta implements MetaEngine {
   volumes: MetaEngine['volumes'] = (...a) => this.call('volumes', a);
   removeVolume: MetaEngine['removeVolume'] = (...a) => this.call('removeVolume', a);
   usage: MetaEngine['usage'] = (...a) => this.call('usage', a);
+  recoverVolume: MetaEngine['recoverVolume'] = (...a) => this.call('recoverVolume', a);
   lookup: MetaEngine['lookup'] = (...a) => this.call('lookup', a);
   getattr: MetaEngine['getattr'] = (...a) => this.call('getattr', a);
   setattr: MetaEngine['setattr'] = (...a) => this.call('setattr', a);
@@ -87,6 +88,9 @@ export class SqliteMeta implements MetaEngine {
   writeExtents: MetaEngine['writeExtents'] = (...a) => this.call('writeExtents', a);
   unreferencedChunks: MetaEngine['unreferencedChunks'] = (...a) => this.call('unreferencedChunks', a);
   forgetChunks: MetaEngine['forgetChunks'] = (...a) => this.call('forgetChunks', a);
+  checkChunks: MetaEngine['checkChunks'] = (...a) => this.call('checkChunks', a);
+  repairRefcounts: MetaEngine['repairRefcounts'] = (...a) => this.call('repairRefcounts', a);
+  filesUsing: MetaEngine['filesUsing'] = (...a) => this.call('filesUsing', a);
   getxattr: MetaEngine['getxattr'] = (...a) => this.call<Uint8Array>('getxattr', a).then((v) => Buffer.from(v.buffer, v.byteOffset, v.length));
   listxattr: MetaEngine['listxattr'] = (...a) => this.call('listxattr', a);
   setxattr: MetaEngine['setxattr'] = (...a) => this.call('setxattr', a);
