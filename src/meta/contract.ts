@@ -170,11 +170,23 @@ export interface MetaEngine {
   // ---- contents ----
   /** Extents overlapping [offset, offset + length), in file order. */
   extents(ino: Ino, offset: number, length: number): Promise<Extent[]>;
-  /** Replaces what lies in [offset, offset + length) with `extents` (all inside that range),
-   * sets the size to at least `newSize` and the times, and records chunks never seen before. */
-  writeExtents(ino: Ino, offset: number, length: number, extents: Extent[], chunks: ChunkInfo[], newSize: number, mtime: Time): Promise<InodeAttr>;
-  /** Chunks no extent of any volume references any more: safe to delete from the pool. */
+  /** Replaces what lies in [offset, offset + length) with `extents` (all inside that range) and
+   * sets the size to at least `newSize` and the times. Every chunk named must have been pinned
+   * under `pinToken` and stored first; `chunks` lists them; their pins go. */
+  writeExtents(ino: Ino, offset: number, length: number, extents: Extent[], chunks: ChunkInfo[], newSize: number, mtime: Time, pinToken: number): Promise<InodeAttr>;
+  /** Chunks no extent references any more (gc's candidates). */
   unreferencedChunks(limit: number): Promise<ChunkInfo[]>;
+  /** Before a commit stores chunks in the pool: records them, pinned against gc under the
+   * commit's `token` until writeExtents with that token names them (or until `untilMs`).
+   * Returns the ids gc is deleting right now: wait until they are gone, then pin them again. */
+  pinChunks(chunks: ChunkInfo[], token: number, untilMs: number): Promise<ChunkId[]>;
+  /** gc: claims up to `limit` unreferenced, unpinned chunks for deletion (no commit can use them
+   * from now on). Delete their pool copies, then forgetChunks(). */
+  claimUnreferenced(limit: number, nowMs: number): Promise<ChunkInfo[]>;
+  /** Chunks claimed by a gc before `claimedBeforeMs` and not forgotten: left by a gc that died.
+   * Nothing refers to a claimed chunk, so anyone may finish deleting it. */
+  staleClaims(claimedBeforeMs: number): Promise<ChunkId[]>;
+  /** Drops claimed chunks whose pool copies are gone. */
   forgetChunks(ids: ChunkId[]): Promise<void>;
 
   /** For fsck: every chunk the metadata knows, with its recorded reference count, and the chunks

@@ -7,11 +7,13 @@
 // old ones, so the rest of the file is kept as it is. Work is in proportion to the change, not to
 // the file. A window that does not resynchronise within FORCE_CUT_AFTER bytes is closed at the
 // next existing boundary.
+import { randomInt } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { CodecPool } from '../content/codec-pool.js';
 import { Chunker } from '../content/chunker.js';
 import type { ChunkInfo, Extent, Ino, MetaEngine } from '../meta/contract.js';
 import type { ChunkStore } from '../pool/contract.js';
+import { finishStaleClaims, STALE_CLAIM_MS } from '../store/gc.js';
 import type { ChunkCache } from './chunk-cache.js';
 
 const MiB = 1024 * 1024;
@@ -22,12 +24,23 @@ const EXTENT_WINDOW = 64 * MiB;
 export const DIRTY_LIMIT = 32 * MiB;
 const DIRTY_RANGE_LIMIT = 4096;
 const FORCE_CUT_AFTER = 8 * MiB;
-/** Chunks encoded and stored at once during a commit. */
+/** Chunks encoded (and stored) at once during a commit. */
 const CHUNKS_IN_FLIGHT = 4;
+/** How long a commit's pins keep gc away from its chunks (a crashed writer's pins lapse). */
+const PIN_MS = 10 * 60 * 1000;
+/** How often a commit looks again at chunks gc is deleting. */
+const GC_WAIT_MS = 50;
 
 interface Dirty {
   start: number;
   data: Buffer;
+}
+
+interface EncodedPiece {
+  offset: number;
+  plain: Buffer;
+  id: string;
+  bytes: Buffer;
 }
 
 export interface ContentParts {
@@ -132,8 +145,7 @@ export class OpenFile {
     let changedUntil = first.start + first.data.length;
     let next = i + 1;
     const chunker = new Chunker();
-    const extents: Extent[] = [];
-    const infos: ChunkInfo[] = [];
+    const pieces: EncodedPiece[] = [];
     const inFlight: Array<Promise<void>> = [];
     let pending: Buffer[] = []; // bytes since the last cut
     let pendingLength = 0;
@@ -150,7 +162,8 @@ export class OpenFile {
       const offset = cutAt;
       cutAt += length;
       if (inFlight.length >= CHUNKS_IN_FLIGHT) await inFlight.shift();
-      inFlight.push(this.storeChunk(chunk, offset, extents, infos));
+      const plain = Buffer.from(chunk);
+      inFlight.push(this.parts.codec.encode(plain).then(({ id, bytes }) => void pieces.push({ offset, plain, id, bytes })));
     };
 
     for (;;) {
@@ -182,19 +195,32 @@ export class OpenFile {
       if (end !== undefined) break;
     }
     await Promise.all(inFlight);
-    extents.sort((a, b) => a.offset - b.offset);
-    const when = now();
-    await this.parts.meta.writeExtents(this.ino, start, end - start, extents, infos, end, when);
+    pieces.sort((a, b) => a.offset - b.offset);
+    const infos: ChunkInfo[] = pieces.map((c) => ({ id: c.id, size: c.plain.length, storedSize: c.bytes.length }));
+    const token = randomInt(2 ** 47);
+    await this.pin(infos, token);
+    await forEachLimited(pieces, CHUNKS_IN_FLIGHT, async (c) => {
+      await this.parts.chunks.put(c.id, c.bytes);
+      this.parts.cache.add(c.id, c.plain);
+    });
+    const extents: Extent[] = pieces.map((c) => ({ offset: c.offset, length: c.plain.length, chunk: c.id, chunkOffset: 0 }));
+    await this.parts.meta.writeExtents(this.ino, start, end - start, extents, infos, end, now(), token);
     this.extentCache = undefined;
     return next;
   }
 
-  private async storeChunk(plain: Buffer, offset: number, extents: Extent[], infos: ChunkInfo[]): Promise<void> {
-    const { id, bytes } = await this.parts.codec.encode(plain);
-    await this.parts.chunks.put(id, bytes);
-    this.parts.cache.add(id, Buffer.from(plain));
-    extents.push({ offset, length: plain.length, chunk: id, chunkOffset: 0 });
-    infos.push({ id, size: plain.length, storedSize: bytes.length });
+  /** Pins the chunks against gc before they are stored (a chunk already in the pool may be on
+   * its way out); waits out those gc is deleting at this moment, then pins them afresh. */
+  private async pin(infos: ChunkInfo[], token: number): Promise<void> {
+    const since = Date.now();
+    for (let pending = infos; pending.length > 0; ) {
+      const deleting = new Set(await this.parts.meta.pinChunks(pending, token, Date.now() + PIN_MS));
+      pending = pending.filter((c) => deleting.has(c.id));
+      if (pending.length === 0) break;
+      // A gc that died midway never finishes its claims: after a while, finish them here.
+      if (Date.now() - since > STALE_CLAIM_MS) await finishStaleClaims(this.parts.meta, this.parts.chunks);
+      await new Promise((r) => setTimeout(r, GC_WAIT_MS));
+    }
   }
 
   /** Where re-chunking for a change at `offset` starts: the cut point before it. */
@@ -303,4 +329,13 @@ function insertUnder(ranges: Dirty[], old: Dirty): void {
   }
   ranges.push(...pieces);
   ranges.sort((a, b) => a.start - b.start);
+}
+
+/** Runs fn on every item, at most `limit` at a time. */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

@@ -142,9 +142,9 @@ describe('SQLite metadata engine', () => {
       { offset: 0, length: 100, chunk: id(1), chunkOffset: 0 },
       { offset: 100, length: 100, chunk: id(2), chunkOffset: 0 },
     ];
-    db.writeExtents(f.ino, 0, 200, whole, [chunk(1, 100), chunk(2, 100)], 200, t);
+    db.writeExtents(f.ino, 0, 200, whole, [chunk(1, 100), chunk(2, 100)], 200, t, 0);
     // Overwrite [50, 150) with one new chunk: 1 and 2 are trimmed, both still referenced.
-    const after = db.writeExtents(f.ino, 50, 100, [{ offset: 50, length: 100, chunk: id(3), chunkOffset: 0 }], [chunk(3, 100)], 200, t);
+    const after = db.writeExtents(f.ino, 50, 100, [{ offset: 50, length: 100, chunk: id(3), chunkOffset: 0 }], [chunk(3, 100)], 200, t, 0);
     assert.equal(after.size, 200);
     assert.deepEqual(db.extents(f.ino, 0, 200), [
       { offset: 0, length: 50, chunk: id(1), chunkOffset: 0 },
@@ -157,9 +157,10 @@ describe('SQLite metadata engine', () => {
     db.setattr(f.ino, { size: 40 });
     assert.deepEqual(db.extents(f.ino, 0, 1000), [{ offset: 0, length: 40, chunk: id(1), chunkOffset: 0 }]);
     assert.deepEqual(db.unreferencedChunks(10).map((c) => c.id).sort(), [id(2), id(3)]);
+    assert.deepEqual(db.claimUnreferenced(10, Date.now()).map((c) => c.id).sort(), [id(2), id(3)]);
     db.forgetChunks([id(2), id(3)]);
     assert.deepEqual(db.unreferencedChunks(10), []);
-    assert.throws(() => db.writeExtents(f.ino, 0, 10, [{ offset: 5, length: 10, chunk: id(1), chunkOffset: 0 }], [], 10, t), { code: 'EINVAL' });
+    assert.throws(() => db.writeExtents(f.ino, 0, 10, [{ offset: 5, length: 10, chunk: id(1), chunkOffset: 0 }], [], 10, t, 0), { code: 'EINVAL' });
     db.unlink(root, 'data');
     assert.deepEqual(db.unreferencedChunks(10).map((c) => c.id), [id(1)]);
   });
@@ -168,8 +169,8 @@ describe('SQLite metadata engine', () => {
     const t = { sec: 1, nsec: 0 };
     const a = db.create(root, 'u1', file, me);
     const b = db.create(root, 'u2', file, me);
-    db.writeExtents(a.ino, 0, 1000, [{ offset: 0, length: 1000, chunk: id(9), chunkOffset: 0 }], [chunk(9, 1000)], 1000, t);
-    db.writeExtents(b.ino, 0, 1000, [{ offset: 0, length: 1000, chunk: id(9), chunkOffset: 0 }], [chunk(9, 1000)], 1000, t);
+    db.writeExtents(a.ino, 0, 1000, [{ offset: 0, length: 1000, chunk: id(9), chunkOffset: 0 }], [chunk(9, 1000)], 1000, t, 0);
+    db.writeExtents(b.ino, 0, 1000, [{ offset: 0, length: 1000, chunk: id(9), chunkOffset: 0 }], [chunk(9, 1000)], 1000, t, 0);
     const u = db.usage('home');
     assert.ok(u.logicalBytes >= 2000);
     assert.ok(u.storedBytes >= 500 && u.storedBytes < u.logicalBytes);
@@ -221,5 +222,26 @@ describe('SQLite metadata engine', () => {
     assert.throws(() => db.getattr(held.ino), { code: 'ENOENT' });
     db.unlink(r, 'kept');
     assert.throws(() => db.getattr(kept.ino), { code: 'ENOENT' }, 'its hold was forgotten');
+  });
+
+  it('keeps pinned chunks from gc, and tells a writer which chunks gc is deleting', () => {
+    const t = Date.now();
+    const mine = (x: { id: string }): boolean => x.id === id(100) || x.id === id(101);
+    db.pinChunks([chunk(100, 10), chunk(101, 10)], 7, t + 60_000);
+    assert.deepEqual(db.claimUnreferenced(10, t).filter(mine), [], 'pinned chunks were claimed');
+    // A pin lapses (a writer that died): gc may claim the chunk then.
+    const claimed = db.claimUnreferenced(10, t + 120_000).filter(mine).map((c) => c.id);
+    assert.deepEqual(claimed.sort(), [id(100), id(101)]);
+    assert.deepEqual(db.pinChunks([chunk(100, 10)], 8, t + 60_000), [id(100)], 'a claimed chunk must be reported as being deleted');
+    const staleOf = (before: number): string[] => db.staleClaims(before).filter((x) => mine({ id: x })).sort();
+    assert.deepEqual(staleOf(t + 1), [], 'claims made at t + 120 s are not stale at t');
+    assert.deepEqual(staleOf(t + 200_000), [id(100), id(101)]);
+    db.forgetChunks([id(100), id(101)]);
+    assert.deepEqual(db.pinChunks([chunk(100, 10)], 9, t + 60_000), [], 'forgotten: pinned afresh');
+    // Naming it in writeExtents drops the writer's pin: once unreferenced again, gc may take it.
+    const f = db.create(root, 'pinned', file, me);
+    db.writeExtents(f.ino, 0, 10, [{ offset: 0, length: 10, chunk: id(100), chunkOffset: 0 }], [chunk(100, 10)], 10, { sec: 1, nsec: 0 }, 9);
+    db.unlink(root, 'pinned');
+    assert.deepEqual(db.claimUnreferenced(10, t).filter(mine).map((c) => c.id), [id(100)]);
   });
 });

@@ -6,6 +6,7 @@ import { appendFile, link, mkdir, open, readdir, readFile, readlink, rename, rm,
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fsck } from '../../src/store/fsck.js';
+import { gc } from '../../src/store/gc.js';
 import { ok, run } from '../helpers.js';
 import { mountFreshStore, type MountedStore } from './orbit-mount.js';
 
@@ -144,5 +145,36 @@ describe('orbit volume through a real mount', () => {
     assert.ok(corrupt.every((x) => x.kind === 'corrupt-chunk' && x.files.includes('default:/victim')));
     assert.equal(await readFile(p('persist')).then((b) => b.length), 3 * MiB);
     await rm(p('victim'));
+  });
+
+  it('collects the chunks of deleted files, and leaves the rest whole', async () => {
+    const keep = randomBytes(5 * MiB);
+    const drop = randomBytes(6 * MiB);
+    await writeFile(p('keep'), keep);
+    await writeFile(p('drop'), drop);
+    await rm(p('drop'));
+    const before = await m.store.chunks.capacity();
+    const report = await gc(m.store);
+    const after = await m.store.chunks.capacity();
+    assert.ok(report.chunks > 0 && before.usedBytes - after.usedBytes >= drop.length, `gc freed ${before.usedBytes - after.usedBytes} bytes`);
+    assert.ok((await readFile(p('keep'))).equals(keep));
+    assert.deepEqual((await fsck(m.store)).problems, []);
+  });
+
+  it('never deletes a chunk under a writer that found it stored: the writer waits and stores it again', async () => {
+    const content = randomBytes(2 * MiB);
+    await writeFile(p('first'), content);
+    await rm(p('first')); // its chunks are now unreferenced
+    const claimed = await m.store.meta.claimUnreferenced(1000, Date.now()); // a gc begins...
+    assert.ok(claimed.length > 0);
+    const writing = writeFile(p('second'), content); // ...while a writer dedups against them
+    await new Promise((r) => setTimeout(r, 300));
+    for (const c of claimed) await m.store.chunks.delete(c.id); // ...and the gc finishes
+    await m.store.chunks.sync();
+    await m.store.meta.forgetChunks(claimed.map((c) => c.id));
+    await writing;
+    await m.remount(); // read from the pool, not the cache
+    assert.ok((await readFile(p('second'))).equals(content));
+    assert.deepEqual((await fsck(m.store)).problems, []);
   });
 });

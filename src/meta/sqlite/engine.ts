@@ -120,11 +120,18 @@ export class SqliteEngine {
       insertExtent: p('INSERT INTO extents (ino, offset, length, chunk, chunk_offset) VALUES (?, ?, ?, ?, ?)'),
       chunkRefs: p('UPDATE chunks SET refs = refs + ? WHERE id = ?'),
       insertChunk: p('INSERT INTO chunks (id, size, stored_size, refs) VALUES (?, ?, ?, 0) ON CONFLICT (id) DO NOTHING'),
+      pin: p('INSERT INTO chunk_pins (chunk, token, until) VALUES (?, ?, ?) ON CONFLICT (chunk, token) DO UPDATE SET until = excluded.until'),
+      unpin: p('DELETE FROM chunk_pins WHERE chunk = ? AND token = ?'),
+      dropLapsedPins: p('DELETE FROM chunk_pins WHERE until < ?'),
+      chunkRefsOf: p('SELECT refs FROM chunks WHERE id = ?').pluck(),
       dropInodeChunkRefs: p('UPDATE chunks SET refs = refs - (SELECT count(*) FROM extents e WHERE e.ino = @ino AND e.chunk = chunks.id) WHERE id IN (SELECT chunk FROM extents WHERE ino = @ino)'),
       deleteExtentsOf: p('DELETE FROM extents WHERE ino = ?'),
       deleteXattrsOf: p('DELETE FROM xattrs WHERE ino = ?'),
       unreferenced: p('SELECT id, size, stored_size FROM chunks WHERE refs = 0 LIMIT ?'),
-      forgetChunk: p('DELETE FROM chunks WHERE id = ? AND refs = 0'),
+      collectable: p('SELECT id, size, stored_size FROM chunks c WHERE refs = 0 AND NOT EXISTS (SELECT 1 FROM chunk_pins p WHERE p.chunk = c.id AND p.until >= ?) LIMIT ?'),
+      claimChunk: p('UPDATE chunks SET refs = -1, claimed_at = ? WHERE id = ? AND refs = 0'),
+      staleClaims: p('SELECT id FROM chunks WHERE refs = -1 AND claimed_at < ?').pluck(),
+      forgetChunk: p('DELETE FROM chunks WHERE id = ? AND refs = -1'),
       xattr: p('SELECT value FROM xattrs WHERE ino = ? AND name = ?').pluck(),
       xattrNames: p('SELECT name FROM xattrs WHERE ino = ? ORDER BY name').pluck(),
       setXattr: p('INSERT INTO xattrs (ino, name, value) VALUES (?, ?, ?) ON CONFLICT (ino, name) DO UPDATE SET value = excluded.value'),
@@ -432,7 +439,7 @@ export class SqliteEngine {
       .map((e) => ({ offset: e.offset, length: e.length, chunk: e.chunk.toString('hex'), chunkOffset: e.chunk_offset }));
   }
 
-  writeExtents(ino: Ino, offset: number, length: number, extents: Extent[], chunks: ChunkInfo[], newSize: number, mtime: Time): InodeAttr {
+  writeExtents(ino: Ino, offset: number, length: number, extents: Extent[], chunks: ChunkInfo[], newSize: number, mtime: Time, pinToken: number): InodeAttr {
     return this.tx(() => {
       const r = this.row(ino);
       if ((r.mode & S_IFMT) !== FileType.Regular) throw new MetaError('EINVAL', 'not a regular file');
@@ -442,9 +449,15 @@ export class SqliteEngine {
         if (e.offset < at || e.offset + e.length > end || e.length <= 0) throw new MetaError('EINVAL', 'extents must be ordered, disjoint and inside the range');
         at = e.offset + e.length;
       }
-      for (const c of chunks) this.st.insertChunk!.run(Buffer.from(c.id, 'hex'), c.size, c.storedSize);
+      for (const c of chunks) {
+        const id = Buffer.from(c.id, 'hex');
+        this.st.insertChunk!.run(id, c.size, c.storedSize);
+        // Only reachable when the caller skipped pinChunks: naming it would point at a deleted file.
+        if ((this.st.chunkRefsOf!.get(id) as number) < 0) throw new MetaError('EINVAL', `chunk ${c.id} is being collected: pin it first`);
+      }
       this.punch(ino, offset, end);
       for (const e of extents) this.addExtent(ino, e.offset, e.length, Buffer.from(e.chunk, 'hex'), e.chunkOffset);
+      for (const c of chunks) this.st.unpin!.run(Buffer.from(c.id, 'hex'), pinToken);
       this.db.prepare('UPDATE inodes SET size = max(size, ?), mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?')
         .run(newSize, mtime.sec, mtime.nsec, mtime.sec, mtime.nsec, ino);
       return this.getattr(ino);
@@ -455,6 +468,32 @@ export class SqliteEngine {
     return (this.st.unreferenced!.all(limit) as Array<{ id: Buffer; size: number; stored_size: number }>).map((c) => ({
       id: c.id.toString('hex'), size: c.size, storedSize: c.stored_size,
     }));
+  }
+
+  pinChunks(chunks: ChunkInfo[], token: number, untilMs: number): string[] {
+    return this.tx(() => {
+      const deleting: string[] = [];
+      for (const c of chunks) {
+        const id = Buffer.from(c.id, 'hex');
+        this.st.insertChunk!.run(id, c.size, c.storedSize);
+        if ((this.st.chunkRefsOf!.get(id) as number) < 0) deleting.push(c.id);
+        else this.st.pin!.run(id, token, untilMs);
+      }
+      return deleting;
+    });
+  }
+
+  claimUnreferenced(limit: number, nowMs: number): ChunkInfo[] {
+    return this.tx(() => {
+      this.st.dropLapsedPins!.run(nowMs);
+      const rows = this.st.collectable!.all(nowMs, limit) as Array<{ id: Buffer; size: number; stored_size: number }>;
+      for (const r of rows) this.st.claimChunk!.run(nowMs, r.id);
+      return rows.map((c) => ({ id: c.id.toString('hex'), size: c.size, storedSize: c.stored_size }));
+    });
+  }
+
+  staleClaims(claimedBeforeMs: number): string[] {
+    return (this.st.staleClaims!.all(claimedBeforeMs) as Buffer[]).map((id) => id.toString('hex'));
   }
 
   forgetChunks(ids: string[]): void {

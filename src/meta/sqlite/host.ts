@@ -87,6 +87,9 @@ export class SqliteMeta implements MetaEngine {
   extents: MetaEngine['extents'] = (...a) => this.call('extents', a);
   writeExtents: MetaEngine['writeExtents'] = (...a) => this.call('writeExtents', a);
   unreferencedChunks: MetaEngine['unreferencedChunks'] = (...a) => this.call('unreferencedChunks', a);
+  pinChunks: MetaEngine['pinChunks'] = (...a) => this.call('pinChunks', a);
+  claimUnreferenced: MetaEngine['claimUnreferenced'] = (...a) => this.call('claimUnreferenced', a);
+  staleClaims: MetaEngine['staleClaims'] = (...a) => this.call('staleClaims', a);
   forgetChunks: MetaEngine['forgetChunks'] = (...a) => this.call('forgetChunks', a);
   checkChunks: MetaEngine['checkChunks'] = (...a) => this.call('checkChunks', a);
   repairRefcounts: MetaEngine['repairRefcounts'] = (...a) => this.call('repairRefcounts', a);

@@ -67,12 +67,23 @@ CREATE TABLE IF NOT EXISTS extents (
   PRIMARY KEY (ino, offset)
 ) WITHOUT ROWID;
 
--- refs: how many extents name the chunk. At 0 it may be deleted from the pool (gc).
+-- refs: how many extents name the chunk; -1 while gc deletes it from the pool.
+-- claimed_at (ms since 1970): when gc claimed it (refs -1).
 CREATE TABLE IF NOT EXISTS chunks (
   id BLOB PRIMARY KEY,
   size INTEGER NOT NULL,
   stored_size INTEGER NOT NULL,
-  refs INTEGER NOT NULL
+  refs INTEGER NOT NULL,
+  claimed_at INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_unreferenced ON chunks (refs) WHERE refs = 0;
+
+-- A commit storing a chunk pins it (by the commit's token) until its extents name it: gc leaves
+-- pinned chunks alone. Pins lapse at "until" (a crashed writer's pins do not hold forever).
+CREATE TABLE IF NOT EXISTS chunk_pins (
+  chunk BLOB NOT NULL,
+  token INTEGER NOT NULL,
+  until INTEGER NOT NULL,
+  PRIMARY KEY (chunk, token)
+) WITHOUT ROWID;
 `;
