@@ -1,5 +1,6 @@
 // Mounting a volume of a store: the FUSE session for it, its entry in the store's registry of
-// mounts, and an orderly end (contents committed and synced before the session goes).
+// mounts, and an orderly end: on unmount or SIGINT/SIGTERM, the session ends, the store is synced
+// and the entry removed, and the process then ends as a process with nothing left to do.
 import { FuseSession } from '../fuse/session.js';
 import { componentLogger } from '../log.js';
 import { StoreError, type Store } from '../store/store.js';
@@ -39,6 +40,8 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
       // Orbit serves its own caches; the kernel's entry and attribute caches save round trips.
       entryTimeout: 1,
       attrTimeout: 1,
+      // The session would unmount and die of the signal; a volume must also sync: see below.
+      handleSignals: false,
     },
     componentLogger('fuse').child({ volume: opts.volume }),
   );
@@ -48,7 +51,15 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
     await store.releaseMount(opts.volume);
     throw err;
   }
+  const onSignal = (): void => {
+    log.info('signal: unmounting');
+    session.unmount().catch(() => session.unmount({ lazy: true })).catch((err: unknown) => log.error({ err }, 'cannot unmount'));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const closed = session.closed.then(async () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await store.sync();
     await store.releaseMount(opts.volume);
   });

@@ -1,0 +1,122 @@
+// mount and umount. A foreground mount serves until unmounted or signalled; --background starts
+// the same command as a detached child and returns once the child reports the mount ready.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, open } from 'node:fs/promises';
+import path from 'node:path';
+import { Option, type Command } from 'commander';
+import { unmountPath } from '../fuse/mountpoint.js';
+import { DEFAULT_VOLUME, Store } from '../store/store.js';
+import { mountVolume, type MountedVolume } from '../vfs/mount.js';
+import { homeOption, withStore, type HomeOptions } from './home.js';
+import { CliError, errorLine } from './output.js';
+
+interface MountOptions extends HomeOptions {
+  volume: string;
+  allowOther?: boolean;
+  background?: boolean;
+  /** Set on the child a --background mount starts: it reports to its parent over IPC. */
+  backgroundChild?: boolean;
+}
+
+/** The one message a background mount's child sends its parent. */
+type Readiness = { ok: true; line: string } | { ok: false; error: string };
+
+const CHILD_FLAG = '--background-child';
+
+/** Mounts, calls `announce` with a line saying what is mounted where, and serves until the mount ends. */
+async function serve(mountpoint: string, opts: MountOptions, announce: (line: string, mountpoint: string) => Promise<void>): Promise<void> {
+  const store = await Store.open(opts.home);
+  let mounted: MountedVolume;
+  try {
+    mounted = await mountVolume(store, { volume: opts.volume, mountpoint: path.resolve(mountpoint), allowOther: opts.allowOther === true });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  await announce(`volume ${opts.volume} of the store at ${store.home} mounted at ${mounted.mountpoint}`, mounted.mountpoint);
+  await mounted.closed;
+  await store.close();
+}
+
+/** Sends `report` to the parent; resolves also when the parent is gone (interrupted while waiting),
+ * since a mount that is up keeps serving either way. */
+function notifyParent(report: Readiness): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send || !process.connected) resolve();
+    else process.send(report, () => resolve());
+  });
+}
+
+async function serveForParent(mountpoint: string, opts: MountOptions): Promise<void> {
+  if (!process.send) throw new CliError(`${CHILD_FLAG} is for the process 'orbit mount --background' starts`);
+  // A daemon keeps no directory busy: the paths it was given are absolute.
+  process.chdir('/');
+  let announced = false;
+  try {
+    await serve(mountpoint, opts, async (line) => {
+      announced = true;
+      await notifyParent({ ok: true, line });
+      if (process.connected) process.disconnect();
+    });
+  } catch (err) {
+    if (!announced) await notifyParent({ ok: false, error: errorLine(err) });
+    throw err;
+  }
+}
+
+/** Starts this command again as a detached child logging to <home>/run/<volume>.log, and waits
+ * for it to report the mount ready or failed. */
+async function mountInBackground(mountpoint: string, opts: MountOptions): Promise<void> {
+  // Checked here, not only in the child: the log file's path is made of the home and the volume's name.
+  const home = await withStore(opts.home, async (store) => {
+    if (!(await store.meta.volumes()).some((v) => v.name === opts.volume)) throw new CliError(`no volume ${opts.volume} in the store at ${store.home}`);
+    return store.home;
+  });
+  const logPath = path.join(home, 'run', `${opts.volume}.log`);
+  await mkdir(path.dirname(logPath), { recursive: true });
+  const args = ['mount', '--home', home, '--volume', opts.volume, ...(opts.allowOther ? ['--allow-other'] : []), CHILD_FLAG, path.resolve(mountpoint)];
+  const log = await open(logPath, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1, 2), ...args], { detached: true, stdio: ['ignore', log.fd, log.fd, 'ipc'] });
+  } finally {
+    // The child has its own descriptors by now: spawn forks before returning.
+    await log.close();
+  }
+  const report = await new Promise<Readiness>((resolve) => {
+    child.once('message', (message) => resolve(message as Readiness));
+    child.once('error', (err) => resolve({ ok: false, error: `cannot start the mount process: ${err.message}` }));
+    child.once('exit', (code, signal) => resolve({ ok: false, error: `the mount process ended (${signal ?? `exit code ${code}`}) before the mount was ready; see ${logPath}` }));
+  });
+  if (child.connected) child.disconnect();
+  child.unref();
+  if (!report.ok) throw new CliError(report.error);
+  console.log(`${report.line} (in the background: process ${child.pid}, log ${logPath})`);
+}
+
+export function addMountCommands(program: Command): void {
+  program
+    .command('mount')
+    .description('mount a volume and serve it until it is unmounted or interrupted')
+    .argument('<mountpoint>', 'an empty directory')
+    .option('--volume <name>', 'the volume to mount', DEFAULT_VOLUME)
+    .option('--allow-other', 'let other users than the one mounting use the mount (needs user_allow_other in /etc/fuse.conf unless root)')
+    .option('--background', 'return once the mount is ready, serving it from a detached process')
+    .addOption(new Option(CHILD_FLAG).hideHelp())
+    .addOption(homeOption())
+    .action(async (mountpoint: string, opts: MountOptions) => {
+      if (opts.backgroundChild) await serveForParent(mountpoint, opts);
+      else if (opts.background) await mountInBackground(mountpoint, opts);
+      else await serve(mountpoint, opts, async (line, at) => console.log(`${line}; Ctrl-C or 'orbit umount ${at}' unmounts`));
+    });
+
+  program
+    .command('umount')
+    .description('unmount a mounted volume')
+    .argument('<mountpoint>', 'where the volume is mounted')
+    .option('--lazy', 'detach it now even if files are open; it goes once they are closed')
+    .action(async (mountpoint: string, opts: { lazy?: boolean }) => {
+      await unmountPath(mountpoint, opts.lazy === true);
+      console.log(`unmounted ${path.resolve(mountpoint)}`);
+    });
+}

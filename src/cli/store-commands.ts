@@ -1,0 +1,135 @@
+// The commands that work on a store without mounting it: init, volume create/list/remove,
+// status and stats.
+import type { Command } from 'commander';
+import { MetaError, type Time } from '../meta/contract.js';
+import { DEFAULT_VOLUME, Store } from '../store/store.js';
+import { homeOption, withStore, type HomeOptions } from './home.js';
+import { CliError, formatBytes, formatRatio, printJson, printTable, ratio } from './output.js';
+
+interface JsonOptions extends HomeOptions {
+  json?: boolean;
+}
+
+function isoTime(t: Time): string {
+  return new Date(t.sec * 1000 + Math.floor(t.nsec / 1e6)).toISOString();
+}
+
+export function addStoreCommands(program: Command): void {
+  program
+    .command('init')
+    .description(`create a store with a volume named '${DEFAULT_VOLUME}' (an existing store is left as it is)`)
+    .addOption(homeOption())
+    .action(async (opts: HomeOptions) => {
+      const { store, created } = await Store.init(opts.home);
+      try {
+        console.log(created ? `created an Orbit store at ${store.home} with volume '${DEFAULT_VOLUME}'` : `an Orbit store already exists at ${store.home}`);
+      } finally {
+        await store.close();
+      }
+    });
+
+  const volume = program.command('volume').description('create, list and remove volumes');
+
+  volume
+    .command('create')
+    .description('create an empty volume')
+    .argument('<name>', "the new volume's name: letters, digits, '.', '_', '-'")
+    .addOption(homeOption())
+    .action((name: string, opts: HomeOptions) =>
+      withStore(opts.home, async (store) => {
+        await store.meta.createVolume(name, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, umask: 0o022 });
+        console.log(`created volume ${name}`);
+      }),
+    );
+
+  volume
+    .command('list')
+    .description("list the store's volumes")
+    .option('--json', 'print JSON')
+    .addOption(homeOption())
+    .action((opts: JsonOptions) =>
+      withStore(opts.home, async (store) => {
+        const volumes = (await store.meta.volumes()).map((v) => ({ name: v.name, createdAt: isoTime(v.createdAt) }));
+        if (opts.json) printJson(volumes);
+        else printTable([['VOLUME', 'CREATED'], ...volumes.map((v) => [v.name, v.createdAt])]);
+      }),
+    );
+
+  volume
+    .command('remove')
+    .description('remove a volume and everything in it')
+    .argument('<name>', 'the volume')
+    .option('--force', 'remove it even when it holds files')
+    .addOption(homeOption())
+    .action((name: string, opts: HomeOptions & { force?: boolean }) =>
+      withStore(opts.home, async (store) => {
+        const mount = (await store.mounts()).find((m) => m.volume === name);
+        if (mount) throw new CliError(`volume ${name} is mounted at ${mount.mountpoint}: unmount it first`);
+        try {
+          await store.meta.removeVolume(name, opts.force === true);
+        } catch (err) {
+          if (err instanceof MetaError && err.code === 'ENOTEMPTY') throw new CliError(`volume ${name} is not empty: --force removes it with everything in it`);
+          throw err;
+        }
+        console.log(`removed volume ${name}`);
+      }),
+    );
+
+  program
+    .command('status')
+    .description("show the store, its volumes and where they are mounted")
+    .option('--json', 'print JSON')
+    .addOption(homeOption())
+    .action((opts: JsonOptions) =>
+      withStore(opts.home, async (store) => {
+        const mounts = await store.mounts();
+        const volumes = (await store.meta.volumes()).map((v) => {
+          const m = mounts.find((r) => r.volume === v.name);
+          return { name: v.name, createdAt: isoTime(v.createdAt), mount: m ? { mountpoint: m.mountpoint, pid: m.pid, since: m.since } : null };
+        });
+        if (opts.json) {
+          printJson({ home: store.home, id: store.id, volumes });
+          return;
+        }
+        console.log(`Orbit store at ${store.home}`);
+        printTable([
+          ['VOLUME', 'MOUNTPOINT', 'PROCESS', 'SINCE'],
+          ...volumes.map((v) => (v.mount ? [v.name, v.mount.mountpoint, String(v.mount.pid), v.mount.since] : [v.name, '-'])),
+        ]);
+      }),
+    );
+
+  program
+    .command('stats')
+    .description('show how much is stored and what deduplication and compression save')
+    .option('--volume <name>', 'one volume (default: the whole store)')
+    .option('--json', 'print JSON (sizes in bytes)')
+    .addOption(homeOption())
+    .action((opts: JsonOptions & { volume?: string }) =>
+      withStore(opts.home, async (store) => {
+        const u = await store.meta.usage(opts.volume);
+        const stats = {
+          volume: opts.volume ?? null,
+          logicalBytes: u.logicalBytes,
+          uniqueBytes: u.uniqueBytes,
+          storedBytes: u.storedBytes,
+          dedupRatio: ratio(u.logicalBytes, u.uniqueBytes),
+          compressionRatio: ratio(u.uniqueBytes, u.storedBytes),
+          inodes: u.inodes,
+        };
+        if (opts.json) {
+          printJson(stats);
+          return;
+        }
+        printTable([
+          ['volume', opts.volume ?? 'all volumes'],
+          ['logical', formatBytes(stats.logicalBytes)],
+          ['unique', `${formatBytes(stats.uniqueBytes)} (after deduplication)`],
+          ['stored', `${formatBytes(stats.storedBytes)} (after compression)`],
+          ['dedup', `${formatRatio(stats.dedupRatio)} (logical / unique)`],
+          ['compression', `${formatRatio(stats.compressionRatio)} (unique / stored)`],
+          ['inodes', String(stats.inodes)],
+        ]);
+      }),
+    );
+}
