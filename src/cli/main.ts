@@ -1,6 +1,7 @@
 // The `orbit` command line: builds the program from its command groups, runs it, and turns every
 // failure into one line on stderr and an exit code (2: wrong usage, 1: the command failed).
 import { Command, CommanderError, type ErrorOptions, type HelpContext } from 'commander';
+import { addMaintenanceCommands } from './maintenance-commands.js';
 import { addMountCommands } from './mount-commands.js';
 import { reportError } from './output.js';
 import { addStoreCommands } from './store-commands.js';
@@ -43,6 +44,7 @@ function buildProgram(): Command {
     .exitOverride();
   addStoreCommands(program);
   addMountCommands(program);
+  addMaintenanceCommands(program);
   return program;
 }
 

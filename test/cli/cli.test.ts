@@ -98,7 +98,7 @@ describe('orbit command line', () => {
       [['stats', '--volume'], "orbit stats: option '--volume <name>' argument missing"],
       [['bogus'], "orbit: unknown command 'bogus'"],
       [['volume'], "orbit volume: expects a command (create, list, remove); see 'orbit volume --help'"],
-      [[], "orbit: expects a command (init, volume, status, stats, mount, umount); see 'orbit --help'"],
+      [[], "orbit: expects a command (init, volume, status, stats, mount, umount, fsck, gc); see 'orbit --help'"],
     ];
     for (const [args, line] of cases) {
       const res = await orbit(...args);
@@ -239,6 +239,32 @@ describe('orbit command line', () => {
       await ok('mount', '--background', '--home', home, mnt);
       assert.equal(await readFile(path.join(mnt, 'kept.txt'), 'utf8'), 'still here');
       await ok('umount', mnt);
+    });
+
+    it('fsck finds nothing wrong after use and names the file a damaged chunk belongs to; gc frees deleted files', async () => {
+      const home = await initStore();
+      const mnt = await freshMountpoint();
+      await ok('mount', '--background', '--home', home, mnt);
+      mounted.add(mnt);
+      await writeFile(path.join(mnt, 'keep.bin'), randomBytes(3 * 1024 * 1024));
+      await writeFile(path.join(mnt, 'drop.bin'), randomBytes(2 * 1024 * 1024));
+      await rm(path.join(mnt, 'drop.bin'));
+      assert.match(await ok('gc', '--home', home), /^deleted [1-9]\d* unreferenced chunks \(/);
+      assert.match(await ok('fsck', '--home', home), /no problems found\n$/);
+      await ok('umount', mnt);
+      await waitFor(async () => (await status(home)).volumes.every((v) => v.mount === null), 'the mount to end');
+      // Damage one stored chunk: fsck says which file it belongs to, and fails.
+      const chunksDir = path.join(home, 'pool', 'chunks');
+      const [top] = await (await import('node:fs/promises')).readdir(chunksDir);
+      const [second] = await (await import('node:fs/promises')).readdir(path.join(chunksDir, top!));
+      const [id] = await (await import('node:fs/promises')).readdir(path.join(chunksDir, top!, second!));
+      const file = path.join(chunksDir, top!, second!, id!);
+      const bytes = await readFile(file);
+      bytes[bytes.length - 1]! ^= 0xff;
+      await writeFile(file, bytes);
+      const res = await orbit('fsck', '--home', home);
+      assert.equal(res.code, 1);
+      assert.match(res.stdout, new RegExp(`corrupt chunk ${id}, used by default:/keep\\.bin`));
     });
   });
 });
