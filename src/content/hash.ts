@@ -8,5 +8,7 @@ export type { ChunkId } from '../pool/contract.js';
 export { isChunkId } from '../pool/contract.js';
 
 export function chunkId(bytes: Uint8Array): ChunkId {
-  return blake3(bytes).toString('hex');
+  // The binding takes Buffers: view the same bytes as one, uncopied.
+  const view = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  return blake3(view).toString('hex');
 }
