@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -254,11 +254,12 @@ describe('orbit command line', () => {
       await ok('umount', mnt);
       await waitFor(async () => (await status(home)).volumes.every((v) => v.mount === null), 'the mount to end');
       // Damage one stored chunk: fsck says which file it belongs to, and fails.
-      const chunksDir = path.join(home, 'pool', 'chunks');
-      const [top] = await (await import('node:fs/promises')).readdir(chunksDir);
-      const [second] = await (await import('node:fs/promises')).readdir(path.join(chunksDir, top!));
-      const [id] = await (await import('node:fs/promises')).readdir(path.join(chunksDir, top!, second!));
-      const file = path.join(chunksDir, top!, second!, id!);
+      // Any stored chunk (gc leaves emptied fan-out directories behind, so search for one).
+      const entries = await readdir(path.join(home, 'pool', 'chunks'), { recursive: true, withFileTypes: true });
+      const found = entries.find((e) => e.isFile());
+      assert.ok(found, 'no chunk stored');
+      const id = found.name;
+      const file = path.join(found.parentPath, id);
       const bytes = await readFile(file);
       bytes[bytes.length - 1]! ^= 0xff;
       await writeFile(file, bytes);

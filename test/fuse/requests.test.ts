@@ -10,6 +10,9 @@ import { FuseError } from '../../src/fuse/errors.js';
 import { run } from '../helpers.js';
 import { mountMemFs, type MountedMemFs } from './memfs-mount.js';
 
+/** Long enough that nothing but the handlers made to hang ever meets it, even on a loaded machine. */
+const TIMEOUT_MS = 3000;
+
 describe('requests in flight', () => {
   let m: MountedMemFs;
   let inFlight = 0;
@@ -20,7 +23,7 @@ describe('requests in flight', () => {
   let kept: Buffer | undefined;
 
   before(async () => {
-    m = await mountMemFs({ requestTimeoutMs: 800 }, (fs, memfs) => {
+    m = await mountMemFs({ requestTimeoutMs: TIMEOUT_MS }, (fs, memfs) => {
       const inoOf = (name: string): number => {
         try {
           return memfs.inoOf(name);
@@ -36,7 +39,7 @@ describe('requests in flight', () => {
         inFlight++;
         maxInFlight = Math.max(maxInFlight, inFlight);
         if (inoOf('hang') === ino) return new Promise<never>(() => {});
-        if (inoOf('late') === ino) await sleep(1500);
+        if (inoOf('late') === ino) await sleep(TIMEOUT_MS + 1000);
         else await sleep(Math.random() * 4);
         inFlight--;
         completions.push(mine);
@@ -111,14 +114,13 @@ describe('requests in flight', () => {
   it('answers EIO when a handler never answers, within the request timeout', async () => {
     const started = Date.now();
     await assert.rejects(readFile(path.join(m.dir, 'hang')), { code: 'EIO' });
-    assert.ok(Date.now() - started < 10_000);
-    const line = m.logs().find((l) => l.msg === 'request not answered in time; answered EIO');
-    assert.equal(line?.op, 'read');
+    assert.ok(Date.now() - started < TIMEOUT_MS + 10_000);
+    assert.ok(m.logs().some((l) => l.msg === 'request not answered in time; answered EIO' && l.op === 'read'));
   });
 
   it('ignores an answer that comes after the timeout', async () => {
     await assert.rejects(readFile(path.join(m.dir, 'late')), { code: 'EIO' });
-    await sleep(1200); // the handler answers now, into a request already answered
+    await sleep(1500); // the handler answers now, into a request already answered
     assert.equal(await readFile(path.join(m.dir, 'r0')).then((b) => b.length > 0), true);
   });
 
