@@ -5,8 +5,8 @@
 // of the extent holding the byte before the change) through the change, on until the chunker
 // cuts where an unchanged extent begins: from there on, content-defined cut points agree with the
 // old ones, so the rest of the file is kept as it is. Work is in proportion to the change, not to
-// the file. A window that does not resynchronise within FORCE_CUT_AFTER bytes is closed at the
-// next existing boundary.
+// the file. A window also ends where a hole begins, and one that does not resynchronise within
+// FORCE_CUT_AFTER bytes is closed at the next existing boundary.
 import { randomInt } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { CodecPool } from '../content/codec-pool.js';
@@ -172,9 +172,19 @@ export class OpenFile {
         changedUntil = Math.max(changedUntil, regions[next]!.start + regions[next]!.data.length);
         next++;
       }
+      // Past the change, a hole ends the window: holes stay holes, and what follows them is cut
+      // as before.
+      if (pos >= changedUntil && pos < this.size && (await this.isHole(pos))) {
+        const last = chunker.finish();
+        if (last > 0) await emit(last);
+        end = pos;
+        break;
+      }
       const forced = pos >= changedUntil + FORCE_CUT_AFTER;
-      const limit = forced ? await this.nextBoundary(pos) : this.size;
-      const want = Math.min(MiB, limit - pos);
+      const limit = Math.min(forced ? await this.nextBoundary(pos) : this.size, pos + MiB);
+      // Read no further than the data at pos goes: a hole after it must not be read as zeros.
+      const runEnd = await this.dataRunEnd(pos, limit);
+      const want = (runEnd > pos ? runEnd : limit) - pos;
       if (want <= 0) {
         const last = chunker.finish();
         if (last > 0) await emit(last);
@@ -235,6 +245,29 @@ export class OpenFile {
     if (offset >= this.size) return false;
     const at = await this.extentsIn(offset, 1);
     return at.length > 0 && at[0]!.offset === offset;
+  }
+
+  /** Where the data (dirty or committed) that runs on from `offset` ends, at most `limit`. */
+  private async dataRunEnd(offset: number, limit: number): Promise<number> {
+    let at = offset;
+    while (at < limit) {
+      const d = this.dirty.find((r) => r.start <= at && r.start + r.data.length > at) ??
+        this.committing.find((r) => r.start <= at && r.start + r.data.length > at);
+      if (d) {
+        at = d.start + d.data.length;
+        continue;
+      }
+      const e = (await this.extentsIn(at, 1))[0];
+      if (!e) break;
+      at = e.offset + e.length;
+    }
+    return Math.min(at, limit);
+  }
+
+  /** Whether no data, committed or dirty, lies at `offset`. */
+  private async isHole(offset: number): Promise<boolean> {
+    if (overlaps(this.committing, offset, offset + 1) || overlaps(this.dirty, offset, offset + 1)) return false;
+    return (await this.extentsIn(offset, 1)).length === 0;
   }
 
   /** The first extent boundary after `offset`, or the end of the file. */

@@ -70,6 +70,31 @@ describe('orbit volume through a real mount', () => {
     assert.equal((await stat(p('big'))).size, 5 * 1024 * MiB + 8);
   });
 
+  it('keeps holes as holes: a write before a hole stores no zeros', async () => {
+    const fh = await open(p('sparse'), 'w');
+    await fh.write(Buffer.from('start'), 0, 5, 0);
+    await fh.write(Buffer.from('end'), 0, 3, 512 * MiB);
+    await fh.close();
+    const before = await m.store.chunks.capacity();
+    const again = await open(p('sparse'), 'r+');
+    await again.write(Buffer.from('START'), 0, 5, 0);
+    await again.close();
+    const after = await m.store.chunks.capacity();
+    assert.ok(after.usedBytes - before.usedBytes < MiB, `a 5-byte overwrite stored ${after.usedBytes - before.usedBytes} bytes`);
+    // The file's extents cover its data only, not the 512 MiB hole (zeros would dedup to one
+    // chunk, so it is the extents that tell).
+    const extents = await m.store.meta.extents((await stat(p('sparse'))).ino, 0, 600 * MiB);
+    const covered = extents.reduce((n, e) => n + e.length, 0);
+    assert.equal(covered, 8, `extents cover ${covered} bytes`);
+    const r = await open(p('sparse'), 'r');
+    const mid = Buffer.alloc(4);
+    await r.read(mid, 0, 4, 256 * MiB);
+    const tail = Buffer.alloc(3);
+    await r.read(tail, 0, 3, 512 * MiB);
+    await r.close();
+    assert.deepEqual([mid, tail.toString()], [Buffer.alloc(4), 'end']);
+  });
+
   it('survives a restart: unmount, close, reopen, mount', async () => {
     const data = randomBytes(3 * MiB);
     await writeFile(p('persist'), data);
