@@ -13,6 +13,9 @@ const IO_CONCURRENCY = 16;
 
 const FAN_OUT_NAME = /^[0-9a-f]{2}$/;
 
+/** A temp file this old belongs to no put in flight (a put writes one chunk of at most 4 MiB). */
+const STALE_TEMP_MS = 10 * 60 * 1000;
+
 /**
  * Layout: `<dir>/chunks/<id[0..2]>/<id[2..4]>/<id>`, and `<dir>/tmp/` for files being written
  * (same filesystem, so linking them into place is atomic). Fan-out directories are never removed:
@@ -22,7 +25,8 @@ const FAN_OUT_NAME = /^[0-9a-f]{2}$/;
  * by put() and delete(), rather than statfs's used space: the directory may share its filesystem
  * with other data, and block and directory overhead already shows in freeBytes.
  *
- * One LocalChunkStore per directory at a time: open() removes every file in tmp/.
+ * Several processes may open one directory (each serving a volume): puts of one id race safely
+ * (link, not rename), and open() removes only temp files too old to belong to a put in flight.
  */
 export class LocalChunkStore implements ChunkStore {
   private readonly chunksDir: string;
@@ -53,8 +57,14 @@ export class LocalChunkStore implements ChunkStore {
     await store.makeDirs(store.chunksDir);
     await store.makeDirs(store.tmpDir);
     // Left by a crash between writing a temp file and linking it, or before removing it: nothing
-    // refers to them.
-    for (const name of await readdir(store.tmpDir)) await rm(path.join(store.tmpDir, name), { recursive: true, force: true });
+    // refers to them. Only old ones: another process may have this store open (one volume
+    // mounted per process), with puts in flight whose temp files are seconds old.
+    const staleBefore = Date.now() - STALE_TEMP_MS;
+    for (const name of await readdir(store.tmpDir)) {
+      const file = path.join(store.tmpDir, name);
+      const info = await lstat(file).catch(() => undefined);
+      if (info && info.mtimeMs < staleBefore) await rm(file, { recursive: true, force: true });
+    }
     for await (const leaf of store.leafDirs()) {
       store.fanOutReady.set(leaf.prefix, Promise.resolve(leaf.path));
       for (const chunk of await store.statLeaf(leaf)) store.usedBytes += chunk.storedBytes;

@@ -2,7 +2,7 @@
 // crash, and a full disk (a small tmpfs).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ChunkId, ChunkStat } from '../../src/pool/contract.js';
@@ -146,18 +146,23 @@ describe('LocalChunkStore', () => {
     await store.close();
   });
 
-  it('finds its chunks after reopening and removes leftover temp files', async () => {
+  it('finds its chunks after reopening, and removes old leftover temp files but not fresh ones', async () => {
     const dir = freshDir();
     const store = await LocalChunkStore.open(dir);
     const chunks = Array.from({ length: 10 }, (_, i) => randomChunk(i * 333));
     for (const c of chunks) await store.put(c.id, c.bytes);
     await store.close();
     await assert.rejects(store.get(chunks[0]?.id ?? ''), ChunkStoreClosedError);
-    // What a crash between writing a temp file and linking it leaves behind.
-    await writeFile(path.join(dir, 'tmp', `${chunks[0]?.id}.leftover`), 'partial');
+    // What a crash between writing a temp file and linking it leaves behind (an hour ago), and
+    // a temp file of another process's put in flight (now).
+    const leftover = path.join(dir, 'tmp', `${chunks[0]?.id}.leftover`);
+    await writeFile(leftover, 'partial');
+    const anHourAgo = new Date(Date.now() - 3600_000);
+    await utimes(leftover, anHourAgo, anHourAgo);
+    await writeFile(path.join(dir, 'tmp', `${chunks[1]?.id}.in-flight`), 'being written');
 
     const reopened = await LocalChunkStore.open(dir);
-    assert.deepEqual(await readdir(path.join(dir, 'tmp')), []);
+    assert.deepEqual(await readdir(path.join(dir, 'tmp')), [`${chunks[1]?.id}.in-flight`]);
     for (const c of chunks) assert.deepEqual(await reopened.get(c.id), c.bytes);
     const total = chunks.reduce((sum, c) => sum + c.bytes.length, 0);
     assert.equal((await reopened.capacity()).usedBytes, total, 'usedBytes counted by the scan at open');
