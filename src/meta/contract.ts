@@ -121,8 +121,18 @@ export interface Usage {
 /** What an unlink or rename-over left behind: the inode, and whether its last name is gone. */
 export interface Removed {
   ino: Ino;
-  /** No names are left: the inode's contents go once no open file holds it (see release()). */
+  /** No names are left: the inode is gone, unless it was `held` (see unlink). */
   orphaned: boolean;
+}
+
+/** What a rename moved, and what it displaced. */
+export interface Renamed {
+  /** The inode that now has the new name. */
+  moved: Ino;
+  /** RENAME_EXCHANGE: the inode that now has the old name. */
+  exchanged?: Ino;
+  /** A target the rename replaced (a replaced directory is always gone). */
+  replaced?: Removed;
 }
 
 export class MetaError extends Error {
@@ -142,8 +152,8 @@ export interface MetaEngine {
   /** Fails with ENOTEMPTY unless `force`; contents' chunk references are dropped. */
   removeVolume(name: string, force: boolean): Promise<void>;
   usage(volume?: string): Promise<Usage>;
-  /** After a crash, for a volume nobody serves: forgets open-file holds and removes inodes that
-   * only they kept alive (unlinked while open). Returns how many inodes went. */
+  /** After a crash, for a volume nobody serves: removes the inodes that open files kept alive
+   * after their last name went (see unlink). Returns how many went. */
   recoverVolume(name: string): Promise<number>;
 
   // ---- names ----
@@ -152,20 +162,24 @@ export interface MetaEngine {
   setattr(ino: Ino, changes: AttrChanges): Promise<InodeAttr>;
   create(parent: Ino, name: string, node: NewNode, caller: Caller): Promise<InodeAttr>;
   link(ino: Ino, parent: Ino, name: string): Promise<InodeAttr>;
-  unlink(parent: Ino, name: string): Promise<Removed>;
-  rmdir(parent: Ino, name: string): Promise<void>;
-  /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2). Returns what a replaced target left. */
-  rename(parent: Ino, name: string, newParent: Ino, newName: string, flags: number): Promise<Removed | undefined>;
+  /** An inode whose last name goes is removed with its contents, unless it is `held`: open in
+   * the caller's process, which calls removeOrphan() after the last close. Open files are the
+   * serving process's business (as in JuiceFS's client), so the engine keeps no count of them. */
+  unlink(parent: Ino, name: string, held?: Ino): Promise<Removed>;
+  /** Returns the removed directory's inode. */
+  rmdir(parent: Ino, name: string): Promise<Ino>;
+  /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2), RENAME_WHITEOUT (4: a 0/0 character
+   * device owned by `caller` takes the source's place). A replaced target is removed as by
+   * unlink, `held` included. */
+  rename(parent: Ino, name: string, newParent: Ino, newName: string, flags: number, caller?: Caller, held?: Ino): Promise<Renamed>;
   readlink(ino: Ino): Promise<string>;
   /** Entries after `cookie` (0: from the start, "." and ".." included), at most `limit`;
    * with `withAttrs`, each with its attributes (one query, not one per entry). */
   readdir(ino: Ino, cookie: number, limit: number, withAttrs?: boolean): Promise<DirEntry[]>;
 
-  // ---- open files ----
-  /** An open file handle holds its inode: an unlinked inode lives until its last release. */
-  open(ino: Ino): Promise<void>;
-  /** Returns true when this was the last hold on an orphaned inode, which is now gone. */
-  release(ino: Ino): Promise<boolean>;
+  // ---- inodes open without a name ----
+  /** Removes an inode left without names (kept while it was held open); true if it went. */
+  removeOrphan(ino: Ino): Promise<boolean>;
 
   // ---- contents ----
   /** Extents overlapping [offset, offset + length), in file order. */

@@ -11,7 +11,7 @@ import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { CodecPool } from '../content/codec-pool.js';
-import type { MetaEngine } from '../meta/contract.js';
+import { MetaClient } from '../meta/client.js';
 import { SqliteMeta } from '../meta/sqlite/host.js';
 import type { ChunkStore } from '../pool/contract.js';
 import { LocalChunkStore } from '../pool/local-store.js';
@@ -49,7 +49,7 @@ export class Store {
   private constructor(
     readonly home: string,
     readonly id: string,
-    readonly meta: MetaEngine,
+    readonly meta: MetaClient,
     readonly chunks: ChunkStore,
     readonly codec: CodecPool,
   ) {}
@@ -79,7 +79,7 @@ export class Store {
   }
 
   private static async openParts(root: string, id: string): Promise<Store> {
-    const meta = await SqliteMeta.open(path.join(root, 'meta.db'));
+    const meta = new MetaClient(await SqliteMeta.open(path.join(root, 'meta.db')));
     const chunks = await LocalChunkStore.open(path.join(root, 'pool'));
     return new Store(root, id, meta, chunks, new CodecPool());
   }

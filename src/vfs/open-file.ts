@@ -117,6 +117,18 @@ export class OpenFile {
     this.extentCache = undefined;
   }
 
+  /** Makes [offset, offset + length) a hole (reads as zeros), growing the file to its end
+   * unless `keepSize`. Dirty bytes are committed first, for the same reason as in truncate. */
+  async punchHole(offset: number, length: number, keepSize: boolean): Promise<void> {
+    await this.commit();
+    const end = keepSize ? Math.min(offset + length, this.size) : offset + length;
+    if (end <= offset) return;
+    const size = Math.max(this.size, end);
+    await this.parts.meta.writeExtents(this.ino, offset, end - offset, [], [], size, now(), 0);
+    this.size = size;
+    this.extentCache = undefined;
+  }
+
   private async commitDirty(): Promise<void> {
     if (this.dirty.length === 0) return;
     this.committing = this.dirty;

@@ -32,6 +32,9 @@ const O_ACCMODE = 3;
 const READDIR_PAGE = 256;
 /** Keeping a large write's buffer costs a pinned 1 MiB request buffer; smaller ones are copied. */
 const KEEP_AT_LEAST = 128 * 1024;
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
+const FALLOC_FL_ZERO_RANGE = 0x10;
 
 export class VolumeFs implements FuseOperations {
   /** Inodes with open handles, and their contents in flight. */
@@ -126,15 +129,15 @@ export class VolumeFs implements FuseOperations {
     await this.store.meta.rmdir(this.toMeta(parent), name);
   }
 
-  async rename(_ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
-    await this.store.meta.rename(this.toMeta(parent), name, this.toMeta(newParent), newName, flags);
+  async rename(ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
+    await this.store.meta.rename(this.toMeta(parent), name, this.toMeta(newParent), newName, flags, { uid: ctx.uid, gid: ctx.gid, umask: ctx.umask });
   }
 
   // ---- files ----
 
   async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<CreateReply> {
     const entry = await this.make(ctx, parent, name, { type: FileType.Regular, perm: mode & 0o7777 });
-    const opened = await this.openFile(this.toMeta(entry.attr.ino), flags);
+    const opened = await this.openFile(this.toMeta(entry.attr.ino), flags, true);
     return { ...entry, ...opened };
   }
 
@@ -181,22 +184,24 @@ export class VolumeFs implements FuseOperations {
   async release(_ctx: RequestContext, ino: number): Promise<void> {
     const id = this.toMeta(ino);
     const file = this.openFiles.get(id);
-    if (file) {
-      try {
-        await file.commit();
-      } finally {
-        if (--file.handles === 0) this.openFiles.delete(id);
-      }
+    try {
+      await file?.commit();
+    } finally {
+      if (file && --file.handles === 0) this.openFiles.delete(id);
+      await this.store.meta.release(id);
     }
-    await this.store.meta.release(id);
   }
 
   async fallocate(_ctx: RequestContext, ino: number, _fh: number, mode: number, offset: number, length: number): Promise<void> {
-    if (mode !== 0) throw new FuseError('EOPNOTSUPP'); // KEEP_SIZE and hole punching come later
-    const id = this.toMeta(ino);
-    const attr = await this.store.meta.getattr(id);
-    const size = this.openFiles.get(id)?.size ?? attr.size;
-    if (offset + length > size) await this.setattr(_ctx, ino, { size: offset + length });
+    // The kernel passes only these three (and checks their combinations) on to FUSE.
+    if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) throw new FuseError('EOPNOTSUPP');
+    const file = this.openFiles.get(this.toMeta(ino));
+    if (!file) throw new FuseError('EBADF');
+    const keepSize = (mode & FALLOC_FL_KEEP_SIZE) !== 0;
+    // Space is not reserved ahead (chunks are written when content exists), so allocating is
+    // only a size change, and zeroing is a hole: both read as zeros.
+    if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) await file.punchHole(offset, length, keepSize);
+    else if (!keepSize && offset + length > file.size) await file.truncate(offset + length);
   }
 
   // ---- directories ----
@@ -268,12 +273,15 @@ export class VolumeFs implements FuseOperations {
     return this.entry(await this.store.meta.create(this.toMeta(parent), name, node, { uid: ctx.uid, gid: ctx.gid, umask: ctx.umask }));
   }
 
-  private async openFile(id: Ino, flags: number): Promise<OpenReply> {
-    await this.store.meta.open(id);
+  /** `created`: a new, empty file. */
+  private async openFile(id: Ino, flags: number, created = false): Promise<OpenReply> {
+    // Held before anything waits, so that an unlink meanwhile keeps the inode.
+    this.store.meta.open(id);
     let file = this.openFiles.get(id);
     if (!file) {
-      file = new OpenFile(id, (await this.store.meta.getattr(id)).size, this.parts);
-      this.openFiles.set(id, file);
+      const size = created ? 0 : (await this.store.meta.getattr(id)).size;
+      file = this.openFiles.get(id); // a concurrent open may have got there first
+      if (!file) this.openFiles.set(id, (file = new OpenFile(id, size, this.parts)));
     }
     file.handles++;
     if (flags & constants.O_TRUNC && (flags & O_ACCMODE) !== 0) await file.truncate(0);

@@ -63,16 +63,18 @@ describe('SQLite metadata engine', () => {
     assert.equal(sub.mode & 0o2000, 0o2000);
   });
 
-  it('keeps an unlinked inode while it is open, and drops it at the last release', () => {
+  it('keeps an unlinked inode the caller holds open until removeOrphan, and drops others at once', () => {
     const f = db.create(root, 'tmpfile', file, me);
     db.link(f.ino, root, 'second');
     assert.equal(db.getattr(f.ino).nlink, 2);
     assert.deepEqual(db.unlink(root, 'tmpfile'), { ino: f.ino, orphaned: false });
-    db.open(f.ino);
-    assert.deepEqual(db.unlink(root, 'second'), { ino: f.ino, orphaned: true });
+    assert.deepEqual(db.unlink(root, 'second', f.ino), { ino: f.ino, orphaned: true });
     assert.equal(db.getattr(f.ino).nlink, 0);
-    assert.equal(db.release(f.ino), true);
+    assert.equal(db.removeOrphan(f.ino), true);
     assert.throws(() => db.getattr(f.ino), { code: 'ENOENT' });
+    const g = db.create(root, 'unheld', file, me);
+    assert.deepEqual(db.unlink(root, 'unheld', f.ino), { ino: g.ino, orphaned: true });
+    assert.throws(() => db.getattr(g.ino), { code: 'ENOENT' });
     assert.throws(() => db.link(db.lookup(root, 'docs').ino, root, 'dirlink'), { code: 'EPERM' });
   });
 
@@ -96,7 +98,7 @@ describe('SQLite metadata engine', () => {
     db.rename(root, 'ra', root, 'rb', 2);
     assert.equal(db.lookup(root, 'ra').ino, b.ino);
     assert.equal(db.lookup(root, 'rb').ino, a.ino);
-    assert.deepEqual(db.rename(root, 'ra', root, 'rb', 0), { ino: a.ino, orphaned: true });
+    assert.deepEqual(db.rename(root, 'ra', root, 'rb', 0).replaced, { ino: a.ino, orphaned: true });
     assert.equal(db.lookup(root, 'rb').ino, b.ino);
     assert.throws(() => db.getattr(a.ino), { code: 'ENOENT' });
 
@@ -211,17 +213,15 @@ describe('SQLite metadata engine', () => {
     assert.throws(() => db.getattr(v.root), { code: 'ENOENT' });
   });
 
-  it('recovers after a crash: open-file holds are forgotten and unlinked inodes removed', () => {
+  it('recovers after a crash: inodes kept for open files that are gone are removed', () => {
     const { root: r } = db.createVolume('crashy', me);
     const held = db.create(r, 'held', file, me);
-    const kept = db.create(r, 'kept', file, me);
-    db.open(held.ino);
-    db.open(kept.ino);
-    db.unlink(r, 'held'); // the process dies here, holding both
+    db.create(r, 'kept', file, me);
+    db.unlink(r, 'held', held.ino); // the process dies here, holding it
+    assert.equal(db.getattr(held.ino).nlink, 0, 'a held inode outlives its last name');
     assert.equal(db.recoverVolume('crashy'), 1);
     assert.throws(() => db.getattr(held.ino), { code: 'ENOENT' });
-    db.unlink(r, 'kept');
-    assert.throws(() => db.getattr(kept.ino), { code: 'ENOENT' }, 'its hold was forgotten');
+    assert.equal(db.lookup(r, 'kept').nlink, 1);
   });
 
   it('keeps pinned chunks from gc, and tells a writer which chunks gc is deleting', () => {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fsck } from '../../src/store/fsck.js';
 import { gc } from '../../src/store/gc.js';
-import { ok, run } from '../helpers.js';
+import { ok, py, run } from '../helpers.js';
 import { mountFreshStore, type MountedStore } from './orbit-mount.js';
 
 const MiB = 1024 * 1024;
@@ -93,6 +93,47 @@ describe('orbit volume through a real mount', () => {
     await r.read(tail, 0, 3, 512 * MiB);
     await r.close();
     assert.deepEqual([mid, tail.toString()], [Buffer.alloc(4), 'end']);
+  });
+
+  it('allocates, punches holes and zeroes ranges with fallocate, keeping the size when asked', async () => {
+    const data = randomBytes(3 * MiB);
+    await writeFile(p('falloc'), data);
+    const expect = Buffer.from(data);
+    // Punch a hole across chunk boundaries: those bytes read as zeros and are no longer stored.
+    await ok('fallocate', ['--punch-hole', '--offset', String(MiB - 100), '--length', String(MiB + 200), p('falloc')]);
+    expect.fill(0, MiB - 100, 2 * MiB + 100);
+    assert.ok((await readFile(p('falloc'))).equals(expect));
+    const extents = await m.store.meta.extents((await stat(p('falloc'))).ino, 0, 4 * MiB);
+    assert.equal(extents.reduce((n, e) => n + e.length, 0), 3 * MiB - (MiB + 200));
+    // Zero a range that runs past the end: the file grows, unless told to keep its size.
+    await ok('fallocate', ['--zero-range', '--keep-size', '--offset', String(3 * MiB - 10), '--length', '100', p('falloc')]);
+    expect.fill(0, 3 * MiB - 10);
+    assert.equal((await stat(p('falloc'))).size, 3 * MiB);
+    await ok('fallocate', ['--zero-range', '--offset', String(3 * MiB - 10), '--length', '100', p('falloc')]);
+    assert.ok((await readFile(p('falloc'))).equals(Buffer.concat([expect, Buffer.alloc(90)])));
+    // Preallocation past the end with --keep-size changes nothing visible; without it, the size.
+    await ok('fallocate', ['--keep-size', '--offset', '0', '--length', String(8 * MiB), p('falloc')]);
+    assert.equal((await stat(p('falloc'))).size, 3 * MiB + 90);
+    await ok('fallocate', ['--offset', '0', '--length', String(4 * MiB), p('falloc')]);
+    assert.equal((await stat(p('falloc'))).size, 4 * MiB);
+    // Modes the kernel does not pass to FUSE filesystems are refused, as everywhere on FUSE.
+    const collapse = await run('fallocate', ['--collapse-range', '--offset', '0', '--length', '4096', p('falloc')]);
+    assert.notEqual(collapse.code, 0);
+    await m.remount();
+    assert.ok((await readFile(p('falloc'))).subarray(0, 3 * MiB + 90).equals(Buffer.concat([expect, Buffer.alloc(90)])));
+  });
+
+  it('leaves a whiteout (a 0/0 character device) where RENAME_WHITEOUT moved a file from', async () => {
+    await writeFile(p('wh-src'), 'moved');
+    const renameat2 = 'import ctypes, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n' +
+      'r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 4)\nsys.exit(0 if r == 0 else ctypes.get_errno())';
+    const res = await py(renameat2, p('wh-src'), p('wh-dst'));
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(await readFile(p('wh-dst'), 'utf8'), 'moved');
+    const whiteout = await stat(p('wh-src'));
+    assert.ok(whiteout.isCharacterDevice());
+    assert.equal(whiteout.rdev, 0);
+    await unlink(p('wh-src'));
   });
 
   it('survives a restart: unmount, close, reopen, mount', async () => {

@@ -15,6 +15,7 @@ import {
   type Ino,
   type NewNode,
   type Removed,
+  type Renamed,
   type Time,
   type Usage,
   type VolumeInfo,
@@ -26,6 +27,8 @@ const S_ISGID = 0o2000;
 const NAME_MAX = 255;
 const RENAME_NOREPLACE = 1;
 const RENAME_EXCHANGE = 2;
+/** Leaves a whiteout (a 0/0 character device) where the source was: overlayfs asks for it. */
+const RENAME_WHITEOUT = 4;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 
@@ -43,7 +46,6 @@ interface InodeRow {
   ctime_s: number; ctime_ns: number;
   parent: number | null;
   target: string | null;
-  opens: number;
 }
 
 interface ExtentRow {
@@ -78,6 +80,8 @@ function checkName(name: string): void {
 export class SqliteEngine {
   private readonly db: Database.Database;
   private readonly st: Record<string, Statement>;
+  /** setattr's UPDATE statements, one per set of columns changed, prepared on first use. */
+  private readonly setattrStatements = new Map<string, Statement>();
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -96,13 +100,12 @@ export class SqliteEngine {
     this.st = {
       inode: p('SELECT * FROM inodes WHERE ino = ?'),
       insertInode: p(`INSERT INTO inodes (volume, mode, nlink, uid, gid, rdev, size, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, parent, target)
-        VALUES (@volume, @mode, @nlink, @uid, @gid, @rdev, 0, @s, @ns, @s, @ns, @s, @ns, @parent, @target)`),
+        VALUES (@volume, @mode, @nlink, @uid, @gid, @rdev, @size, @s, @ns, @s, @ns, @s, @ns, @parent, @target)`),
       deleteInode: p('DELETE FROM inodes WHERE ino = ?'),
       setNlink: p('UPDATE inodes SET nlink = nlink + ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
       touchDir: p('UPDATE inodes SET mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
       touchCtime: p('UPDATE inodes SET ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
       setParent: p('UPDATE inodes SET parent = ? WHERE ino = ?'),
-      setOpens: p('UPDATE inodes SET opens = opens + ? WHERE ino = ?'),
       dentry: p('SELECT ino, type FROM dentries WHERE parent = ? AND name = ?'),
       insertDentry: p('INSERT INTO dentries (parent, name, ino, type) VALUES (?, ?, ?, ?)'),
       deleteDentry: p('DELETE FROM dentries WHERE parent = ? AND name = ?'),
@@ -136,6 +139,8 @@ export class SqliteEngine {
       xattrNames: p('SELECT name FROM xattrs WHERE ino = ? ORDER BY name').pluck(),
       setXattr: p('INSERT INTO xattrs (ino, name, value) VALUES (?, ?, ?) ON CONFLICT (ino, name) DO UPDATE SET value = excluded.value'),
       deleteXattr: p('DELETE FROM xattrs WHERE ino = ? AND name = ?'),
+      growAndTouch: p('UPDATE inodes SET size = max(size, ?), mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
+      markSynced: p("INSERT INTO settings VALUES ('synced', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
     };
   }
 
@@ -191,7 +196,6 @@ export class SqliteEngine {
     return this.tx(() => {
       const v = this.st.volumeByName!.get(name) as { id: number } | undefined;
       if (!v) throw new MetaError('ENOENT', `no volume ${name}`);
-      this.db.prepare('UPDATE inodes SET opens = 0 WHERE volume = ? AND opens != 0').run(v.id);
       const orphans = this.db.prepare('SELECT ino FROM inodes WHERE volume = ? AND nlink = 0').pluck().all(v.id) as number[];
       for (const ino of orphans) this.purge(ino);
       return orphans.length;
@@ -257,7 +261,10 @@ export class SqliteEngine {
       v.cns = ctime.nsec;
       v.ts = t.sec;
       v.tns = t.nsec;
-      this.db.prepare(`UPDATE inodes SET ${set.join(', ')} WHERE ino = @ino`).run(v);
+      const columns = set.join(', ');
+      let update = this.setattrStatements.get(columns);
+      if (!update) this.setattrStatements.set(columns, (update = this.db.prepare(`UPDATE inodes SET ${columns} WHERE ino = @ino`)));
+      update.run(v);
       return this.getattr(ino);
     });
   }
@@ -275,7 +282,6 @@ export class SqliteEngine {
       const t = now();
       const ino = this.newInode(dir.volume, node.type | (perm & 0o7777), directory ? 2 : 1, caller.uid,
         inherit ? dir.gid : caller.gid, node.rdev ?? 0, directory ? parent : null, node.target ?? null, t);
-      if (node.target !== undefined) this.db.prepare('UPDATE inodes SET size = ? WHERE ino = ?').run(Buffer.byteLength(node.target), ino);
       this.st.insertDentry!.run(parent, name, ino, node.type);
       if (directory) this.st.setNlink!.run(1, t.sec, t.nsec, parent);
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
@@ -300,7 +306,7 @@ export class SqliteEngine {
     });
   }
 
-  unlink(parent: Ino, name: string): Removed {
+  unlink(parent: Ino, name: string, held?: Ino): Removed {
     return this.tx(() => {
       this.dirRow(parent);
       const d = this.st.dentry!.get(parent, name) as { ino: number; type: number } | undefined;
@@ -309,12 +315,12 @@ export class SqliteEngine {
       const t = now();
       this.st.deleteDentry!.run(parent, name);
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
-      return this.dropName(d.ino, t);
+      return this.dropName(d.ino, t, held);
     });
   }
 
-  rmdir(parent: Ino, name: string): void {
-    this.tx(() => {
+  rmdir(parent: Ino, name: string): Ino {
+    return this.tx(() => {
       if (name === '.') throw new MetaError('EINVAL');
       if (name === '..') throw new MetaError('ENOTEMPTY');
       this.dirRow(parent);
@@ -327,12 +333,14 @@ export class SqliteEngine {
       this.st.setNlink!.run(-1, t.sec, t.nsec, parent);
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
       this.purge(d.ino);
+      return d.ino;
     });
   }
 
-  rename(parent: Ino, name: string, newParent: Ino, newName: string, flags: number): Removed | undefined {
+  rename(parent: Ino, name: string, newParent: Ino, newName: string, flags: number, caller?: Caller, held?: Ino): Renamed {
     return this.tx(() => {
       checkName(newName);
+      if (flags & RENAME_WHITEOUT && (flags & RENAME_EXCHANGE || !caller)) throw new MetaError('EINVAL');
       this.dirRow(parent);
       const to = this.dirRow(newParent);
       if (to.nlink === 0) throw new MetaError('ENOENT', 'directory was removed');
@@ -341,7 +349,7 @@ export class SqliteEngine {
       const dst = this.st.dentry!.get(newParent, newName) as { ino: number; type: number } | undefined;
       const srcDir = src.type === FileType.Directory;
       const t = now();
-      let removed: Removed | undefined;
+      const done: Renamed = { moved: src.ino };
       if (flags & RENAME_EXCHANGE) {
         if (!dst) throw new MetaError('ENOENT');
         const dstDir = dst.type === FileType.Directory;
@@ -354,10 +362,11 @@ export class SqliteEngine {
           if (dstDir) this.moveDir(dst.ino, newParent, parent, t);
         }
         this.st.touchCtime!.run(t.sec, t.nsec, dst.ino);
+        done.exchanged = dst.ino;
       } else {
         if (dst) {
           if (flags & RENAME_NOREPLACE) throw new MetaError('EEXIST');
-          if (dst.ino === src.ino) return undefined; // two names of one inode: POSIX says do nothing
+          if (dst.ino === src.ino) return done; // two names of one inode: POSIX says do nothing
           const dstDir = dst.type === FileType.Directory;
           if (dstDir && !srcDir) throw new MetaError('EISDIR');
           if (!dstDir && srcDir) throw new MetaError('ENOTDIR');
@@ -367,20 +376,22 @@ export class SqliteEngine {
             this.st.deleteDentry!.run(newParent, newName);
             this.st.setNlink!.run(-1, t.sec, t.nsec, newParent);
             this.purge(dst.ino);
+            done.replaced = { ino: dst.ino, orphaned: true };
           } else {
             this.st.deleteDentry!.run(newParent, newName);
-            removed = this.dropName(dst.ino, t);
+            done.replaced = this.dropName(dst.ino, t, held);
           }
         } else if (srcDir && this.isAncestor(src.ino, newParent)) {
           throw new MetaError('EINVAL');
         }
         this.st.moveDentry!.run(newParent, newName, parent, name);
         if (srcDir && parent !== newParent) this.moveDir(src.ino, parent, newParent, t);
+        if (flags & RENAME_WHITEOUT) this.create(parent, name, { type: FileType.CharDevice, perm: 0, rdev: 0 }, caller!);
       }
       this.st.touchCtime!.run(t.sec, t.nsec, src.ino);
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
       if (newParent !== parent) this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, newParent);
-      return removed;
+      return done;
     });
   }
 
@@ -410,23 +421,14 @@ export class SqliteEngine {
     return out;
   }
 
-  // ---- open files ----
+  // ---- inodes open without a name ----
 
-  open(ino: Ino): void {
-    this.row(ino);
-    this.st.setOpens!.run(1, ino);
-  }
-
-  release(ino: Ino): boolean {
+  removeOrphan(ino: Ino): boolean {
     return this.tx(() => {
       const r = this.st.inode!.get(ino) as InodeRow | undefined;
-      if (!r) return false;
-      this.st.setOpens!.run(-1, ino);
-      if (r.opens <= 1 && r.nlink === 0) {
-        this.purge(ino);
-        return true;
-      }
-      return false;
+      if (!r || r.nlink !== 0) return false;
+      this.purge(ino);
+      return true;
     });
   }
 
@@ -458,8 +460,7 @@ export class SqliteEngine {
       this.punch(ino, offset, end);
       for (const e of extents) this.addExtent(ino, e.offset, e.length, Buffer.from(e.chunk, 'hex'), e.chunkOffset);
       for (const c of chunks) this.st.unpin!.run(Buffer.from(c.id, 'hex'), pinToken);
-      this.db.prepare('UPDATE inodes SET size = max(size, ?), mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?')
-        .run(newSize, mtime.sec, mtime.nsec, mtime.sec, mtime.nsec, ino);
+      this.st.growAndTouch!.run(newSize, mtime.sec, mtime.nsec, mtime.sec, mtime.nsec, ino);
       return this.getattr(ino);
     });
   }
@@ -583,7 +584,7 @@ export class SqliteEngine {
   sync(): void {
     this.db.pragma('synchronous = FULL');
     try {
-      this.db.prepare("INSERT INTO settings VALUES ('synced', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(Date.now()));
+      this.st.markSynced!.run(String(Date.now()));
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }
@@ -612,15 +613,16 @@ export class SqliteEngine {
   }
 
   private newInode(volume: number, mode: number, nlink: number, uid: number, gid: number, rdev: number, parent: number | null, target: string | null, t: Time): number {
-    return Number(this.st.insertInode!.run({ volume, mode, nlink, uid, gid, rdev, s: t.sec, ns: t.nsec, parent, target }).lastInsertRowid);
+    const size = target === null ? 0 : Buffer.byteLength(target);
+    return Number(this.st.insertInode!.run({ volume, mode, nlink, uid, gid, rdev, size, s: t.sec, ns: t.nsec, parent, target }).lastInsertRowid);
   }
 
   /** One name of a non-directory is gone: the inode goes too when nothing else holds it. */
-  private dropName(ino: Ino, t: Time): Removed {
+  private dropName(ino: Ino, t: Time, held: Ino | undefined): Removed {
     this.st.setNlink!.run(-1, t.sec, t.nsec, ino);
     const r = this.row(ino);
     if (r.nlink > 0) return { ino, orphaned: false };
-    if (r.opens === 0) this.purge(ino);
+    if (ino !== held) this.purge(ino);
     return { ino, orphaned: true };
   }
 

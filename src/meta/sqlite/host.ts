@@ -82,8 +82,7 @@ export class SqliteMeta implements MetaEngine {
   rename: MetaEngine['rename'] = (...a) => this.call('rename', a);
   readlink: MetaEngine['readlink'] = (...a) => this.call('readlink', a);
   readdir: MetaEngine['readdir'] = (...a) => this.call('readdir', a);
-  open: MetaEngine['open'] = (...a) => this.call('open', a);
-  release: MetaEngine['release'] = (...a) => this.call('release', a);
+  removeOrphan: MetaEngine['removeOrphan'] = (...a) => this.call('removeOrphan', a);
   extents: MetaEngine['extents'] = (...a) => this.call('extents', a);
   writeExtents: MetaEngine['writeExtents'] = (...a) => this.call('writeExtents', a);
   unreferencedChunks: MetaEngine['unreferencedChunks'] = (...a) => this.call('unreferencedChunks', a);

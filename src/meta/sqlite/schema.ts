@@ -36,9 +36,7 @@ CREATE TABLE IF NOT EXISTS inodes (
   -- directories: the parent, for ".."
   parent INTEGER,
   -- symlinks: the target
-  target TEXT,
-  -- open file handles holding the inode (an unlinked inode lives until the last release)
-  opens INTEGER NOT NULL DEFAULT 0
+  target TEXT
 );
 
 CREATE TABLE IF NOT EXISTS dentries (

@@ -1,0 +1,282 @@
+// The meta layer as the serving process uses it: the engine, plus what only this process knows.
+//
+// Open files. An inode unlinked while open lives until its last close; which inodes are open is
+// known here, so the engine is told only which inode to keep (`held`) and when to let it go
+// (removeOrphan). Opening and closing cost no round trip to the engine.
+//
+// A cache of attributes, names and extended attributes, so that repeated stat, lookup and
+// getxattr calls (ls -l asks for two extended attributes per file; the kernel asks for
+// security.capability before writes) are answered without a round trip to the engine's thread.
+// Why it stays right: every change to a volume's namespace goes through this process (a volume is
+// served by one mount at a time, and gc and fsck touch only chunks), and it goes through this
+// object. Answers are stored and invalidated as they arrive, and the engine answers in the order
+// it was asked (one thread, one queue), so an answer never lands after one that overtook it: the
+// cache always agrees with the database as of the last answer received. An engine that answers
+// out of order (a connection pool) needs versioned entries instead.
+import { MetaError, type Caller, type DirEntry, type InodeAttr, type Ino, type MetaEngine, type Removed, type Renamed } from './contract.js';
+
+/** Entries kept per map before the least recently used go. */
+const CACHE_ENTRIES = 200_000;
+
+/** A Map that forgets its least recently used entries past a bound. */
+class Lru<K, V> {
+  private readonly map = new Map<K, V>();
+
+  constructor(private readonly limit: number) {}
+
+  get(key: K): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: K, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    if (this.map.size > this.limit) this.map.delete(this.map.keys().next().value as K);
+  }
+
+  delete(key: K): void {
+    this.map.delete(key);
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+}
+
+const nameKey = (parent: Ino, name: string): string => `${parent}/${name}`;
+
+export class MetaClient implements MetaEngine {
+  /** Attributes by inode. Entries are never mutated: a change replaces or drops them. */
+  private readonly attrs = new Lru<Ino, InodeAttr>(CACHE_ENTRIES);
+  /** Directory entries: "parent/name" → inode. */
+  private readonly names = new Lru<string, Ino>(CACHE_ENTRIES);
+  /** Extended attributes by inode, then name; null: known to be absent. */
+  private readonly xattrs = new Lru<Ino, Map<string, Buffer | null>>(CACHE_ENTRIES);
+  /** Open handles per inode. */
+  private readonly opens = new Map<Ino, number>();
+  /** Open inodes whose last name went: removed at their last close. */
+  private readonly orphans = new Set<Ino>();
+
+  constructor(private readonly engine: MetaEngine) {}
+
+  // ---- volumes ----
+
+  createVolume: MetaEngine['createVolume'] = (...a) => this.engine.createVolume(...a);
+  volumes: MetaEngine['volumes'] = () => this.engine.volumes();
+  usage: MetaEngine['usage'] = (...a) => this.engine.usage(...a);
+
+  async removeVolume(name: string, force: boolean): Promise<void> {
+    await this.engine.removeVolume(name, force);
+    this.forgetAll();
+  }
+
+  async recoverVolume(name: string): Promise<number> {
+    const n = await this.engine.recoverVolume(name);
+    this.forgetAll();
+    return n;
+  }
+
+  // ---- names ----
+
+  async lookup(parent: Ino, name: string): Promise<InodeAttr> {
+    const special = name === '.' || name === '..';
+    if (!special) {
+      const ino = this.names.get(nameKey(parent, name));
+      const attr = ino === undefined ? undefined : this.attrs.get(ino);
+      if (attr) return attr;
+    }
+    const attr = await this.engine.lookup(parent, name);
+    if (!special) this.names.set(nameKey(parent, name), attr.ino);
+    this.attrs.set(attr.ino, attr);
+    return attr;
+  }
+
+  async getattr(ino: Ino): Promise<InodeAttr> {
+    const cached = this.attrs.get(ino);
+    if (cached) return cached;
+    return this.keep(await this.engine.getattr(ino));
+  }
+
+  async setattr(...a: Parameters<MetaEngine['setattr']>): Promise<InodeAttr> {
+    return this.keep(await this.engine.setattr(...a));
+  }
+
+  async create(...a: Parameters<MetaEngine['create']>): Promise<InodeAttr> {
+    const [parent, name] = a;
+    const attr = await this.engine.create(...a);
+    this.attrs.delete(parent); // its times, and its link count for a directory
+    this.names.set(nameKey(parent, name), attr.ino);
+    return this.keep(attr);
+  }
+
+  async link(ino: Ino, parent: Ino, name: string): Promise<InodeAttr> {
+    const attr = await this.engine.link(ino, parent, name);
+    this.attrs.delete(parent);
+    this.names.set(nameKey(parent, name), attr.ino);
+    return this.keep(attr);
+  }
+
+  async unlink(parent: Ino, name: string): Promise<Removed> {
+    const removed = await this.engine.unlink(parent, name, await this.heldAt(parent, name));
+    if (removed.orphaned && this.opens.has(removed.ino)) this.orphans.add(removed.ino);
+    this.names.delete(nameKey(parent, name));
+    this.attrs.delete(parent);
+    this.dropRemoved(removed);
+    return removed;
+  }
+
+  async rmdir(parent: Ino, name: string): Promise<Ino> {
+    const ino = await this.engine.rmdir(parent, name);
+    this.names.delete(nameKey(parent, name));
+    this.attrs.delete(parent);
+    this.forget(ino);
+    return ino;
+  }
+
+  async rename(parent: Ino, name: string, newParent: Ino, newName: string, flags: number, caller?: Caller): Promise<Renamed> {
+    const done = await this.engine.rename(parent, name, newParent, newName, flags, caller, await this.heldAt(newParent, newName));
+    if (done.replaced?.orphaned && this.opens.has(done.replaced.ino)) this.orphans.add(done.replaced.ino);
+    // A whiteout, if asked for, now has the old name: it is looked up afresh.
+    this.names.delete(nameKey(parent, name));
+    this.names.set(nameKey(newParent, newName), done.moved);
+    if (done.exchanged !== undefined) this.names.set(nameKey(parent, name), done.exchanged);
+    for (const ino of [parent, newParent, done.moved, done.exchanged]) if (ino !== undefined) this.attrs.delete(ino);
+    if (done.replaced) this.dropRemoved(done.replaced);
+    return done;
+  }
+
+  readlink: MetaEngine['readlink'] = (...a) => this.engine.readlink(...a);
+
+  async readdir(ino: Ino, cookie: number, limit: number, withAttrs?: boolean): Promise<DirEntry[]> {
+    const entries = await this.engine.readdir(ino, cookie, limit, withAttrs);
+    for (const e of entries) {
+      if (!e.attr || e.name === '.' || e.name === '..') continue;
+      this.names.set(nameKey(ino, e.name), e.ino);
+      this.attrs.set(e.ino, e.attr);
+    }
+    return entries;
+  }
+
+  // ---- open files ----
+
+  /** A handle opens the inode (which the caller has just looked up). */
+  open(ino: Ino): void {
+    this.opens.set(ino, (this.opens.get(ino) ?? 0) + 1);
+  }
+
+  /** A handle closes; an inode left without names goes with its last handle. */
+  async release(ino: Ino): Promise<void> {
+    const left = (this.opens.get(ino) ?? 1) - 1;
+    if (left > 0) {
+      this.opens.set(ino, left);
+      return;
+    }
+    this.opens.delete(ino);
+    if (!this.orphans.delete(ino)) return;
+    await this.engine.removeOrphan(ino);
+    this.forget(ino);
+  }
+
+  async removeOrphan(ino: Ino): Promise<boolean> {
+    const gone = await this.engine.removeOrphan(ino);
+    if (gone) this.forget(ino);
+    return gone;
+  }
+
+  // ---- contents ----
+
+  extents: MetaEngine['extents'] = (...a) => this.engine.extents(...a);
+
+  async writeExtents(...a: Parameters<MetaEngine['writeExtents']>): Promise<InodeAttr> {
+    return this.keep(await this.engine.writeExtents(...a));
+  }
+
+  unreferencedChunks: MetaEngine['unreferencedChunks'] = (...a) => this.engine.unreferencedChunks(...a);
+  pinChunks: MetaEngine['pinChunks'] = (...a) => this.engine.pinChunks(...a);
+  claimUnreferenced: MetaEngine['claimUnreferenced'] = (...a) => this.engine.claimUnreferenced(...a);
+  staleClaims: MetaEngine['staleClaims'] = (...a) => this.engine.staleClaims(...a);
+  forgetChunks: MetaEngine['forgetChunks'] = (...a) => this.engine.forgetChunks(...a);
+  checkChunks: MetaEngine['checkChunks'] = () => this.engine.checkChunks();
+  repairRefcounts: MetaEngine['repairRefcounts'] = () => this.engine.repairRefcounts();
+  filesUsing: MetaEngine['filesUsing'] = (...a) => this.engine.filesUsing(...a);
+
+  // ---- extended attributes ----
+
+  async getxattr(ino: Ino, name: string): Promise<Buffer> {
+    const known = this.xattrs.get(ino)?.get(name);
+    if (known === null) throw new MetaError('ENODATA');
+    if (known) return known;
+    let value: Buffer | null;
+    try {
+      value = await this.engine.getxattr(ino, name);
+    } catch (err) {
+      if (!(err instanceof MetaError && err.code === 'ENODATA')) throw err;
+      value = null;
+    }
+    let names = this.xattrs.get(ino);
+    if (!names) this.xattrs.set(ino, (names = new Map()));
+    names.set(name, value);
+    if (value === null) throw new MetaError('ENODATA');
+    return value;
+  }
+
+  listxattr: MetaEngine['listxattr'] = (...a) => this.engine.listxattr(...a);
+
+  async setxattr(ino: Ino, name: string, value: Uint8Array, flags: number): Promise<void> {
+    await this.engine.setxattr(ino, name, value, flags);
+    this.xattrs.get(ino)?.delete(name);
+    this.attrs.delete(ino); // ctime
+  }
+
+  async removexattr(ino: Ino, name: string): Promise<void> {
+    await this.engine.removexattr(ino, name);
+    this.xattrs.get(ino)?.delete(name);
+    this.attrs.delete(ino);
+  }
+
+  // ---- durability ----
+
+  sync: MetaEngine['sync'] = () => this.engine.sync();
+
+  async close(): Promise<void> {
+    this.forgetAll();
+    await this.engine.close();
+  }
+
+  // ---- internals ----
+
+  /** The inode at parent/name if this process has it open: the engine must keep it. */
+  private async heldAt(parent: Ino, name: string): Promise<Ino | undefined> {
+    if (this.opens.size === 0) return undefined;
+    let ino = this.names.get(nameKey(parent, name));
+    if (ino === undefined) ino = (await this.lookup(parent, name).catch(() => undefined))?.ino;
+    return ino !== undefined && this.opens.has(ino) ? ino : undefined;
+  }
+
+  private keep(attr: InodeAttr): InodeAttr {
+    this.attrs.set(attr.ino, attr);
+    return attr;
+  }
+
+  /** A name went: the inode's link count changed, and the inode itself may be gone. */
+  private dropRemoved(removed: Removed): void {
+    if (removed.orphaned) this.forget(removed.ino);
+    else this.attrs.delete(removed.ino);
+  }
+
+  private forget(ino: Ino): void {
+    this.attrs.delete(ino);
+    this.xattrs.delete(ino);
+  }
+
+  private forgetAll(): void {
+    this.attrs.clear();
+    this.names.clear();
+    this.xattrs.clear();
+  }
+}
