@@ -1,5 +1,6 @@
-// Runs the chunk codec (BLAKE3, zstd) on worker threads: every chunk written or read goes through
-// it, and both are CPU work that would stall the event loop serving FUSE requests.
+// Runs content-defined chunking and the chunk codec (BLAKE3, zstd) on worker threads: every chunk
+// written or read goes through them, and all are CPU work that would stall the event loop serving
+// FUSE requests. Bytes being written travel in shared memory (see sharedBytes): no copies.
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { startWorker } from '../threads.js';
@@ -7,15 +8,20 @@ import { ChunkCorruptError, type Codec } from './codec.js';
 import type { ChunkId } from './hash.js';
 
 export type CodecRequest =
-  | { seq: number; op: 'encode'; buffer: ArrayBuffer }
-  | { seq: number; op: 'decode'; id: ChunkId; buffer: ArrayBuffer };
+  /** bytes: a view of shared memory (read in place) or of a buffer handed over with the message. */
+  | { seq: number; op: 'encode'; bytes: Uint8Array }
+  | { seq: number; op: 'decode'; id: ChunkId; bytes: Uint8Array }
+  | ({ seq: number; op: 'chunk'; bytes: Uint8Array } & ResyncPoints);
 
 export type CodecResponse =
   | { seq: number; ok: true; id: ChunkId; codec?: Codec; buffer: ArrayBuffer }
+  | ({ seq: number; ok: true } & ChunkedBytes)
   | { seq: number; ok: false; error: { name: string; message: string; code?: string; id?: string } };
 
+type Answer = CodecResponse & { ok: true };
+
 interface Pending {
-  resolve: (res: CodecResponse & { ok: true }) => void;
+  resolve: (res: Answer) => void;
   reject: (err: Error) => void;
 }
 
@@ -30,6 +36,23 @@ export interface EncodeResult {
   codec: Codec;
 }
 
+/** Where chunking may stop early: at a cut at or after `from` that is one of `boundaries` (both
+ * relative to the bytes given), the chunks after it are those already stored. */
+export interface ResyncPoints {
+  from: number;
+  /** Sorted. */
+  boundaries: number[];
+}
+
+export interface ChunkedBytes {
+  /** The chunks found, in order, encoded; their lengths are plaintext lengths. */
+  chunks: Array<{ length: number; id: ChunkId; buffer: ArrayBuffer }>;
+  /** Bytes the chunks cover, from the start; the rest is not a chunk yet. */
+  used: number;
+  /** Whether chunking stopped at a resync point. */
+  resynced: boolean;
+}
+
 export class CodecPool {
   private readonly slots: Slot[] = [];
   private seq = 0;
@@ -40,18 +63,30 @@ export class CodecPool {
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
-  /** Names and encodes a chunk's plaintext. The bytes are copied, so the caller keeps its buffer. */
+  /** Names and encodes a chunk's plaintext. Shared bytes (sharedBytes) are read in place and
+   * must not change until this settles; others are copied, so the caller keeps its buffer. */
   encode(plain: Uint8Array): Promise<EncodeResult> {
-    return this.send({ seq: 0, op: 'encode', buffer: ownCopy(plain) }).then((res) => ({
-      id: res.id,
-      bytes: Buffer.from(res.buffer),
-      codec: res.codec!,
-    }));
+    return this.send({ seq: 0, op: 'encode', bytes: plain }).then((res) => {
+      if (!('id' in res)) throw new Error('codec worker answered encode without a chunk');
+      return { id: res.id, bytes: Buffer.from(res.buffer), codec: res.codec! };
+    });
   }
 
   /** The verified plaintext of a stored chunk; rejects with ChunkCorruptError when it fails its checks. */
   decode(id: ChunkId, stored: Uint8Array): Promise<Buffer> {
-    return this.send({ seq: 0, op: 'decode', id, buffer: ownCopy(stored) }).then((res) => Buffer.from(res.buffer));
+    return this.send({ seq: 0, op: 'decode', id, bytes: stored }).then((res) => {
+      if (!('buffer' in res)) throw new Error('codec worker answered decode without bytes');
+      return Buffer.from(res.buffer);
+    });
+  }
+
+  /** Cuts `stream` (the start of a stream, or its rest after a cut) into content-defined chunks
+   * and encodes them, stopping early at a resync point. Shared bytes are read in place. */
+  chunk(stream: Uint8Array, resync: ResyncPoints): Promise<ChunkedBytes> {
+    return this.send({ seq: 0, op: 'chunk', bytes: stream, ...resync }).then((res) => {
+      if (!('chunks' in res)) throw new Error('codec worker answered chunk without chunks');
+      return res;
+    });
   }
 
   async close(): Promise<void> {
@@ -59,16 +94,23 @@ export class CodecPool {
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 
-  private send(req: CodecRequest): Promise<CodecResponse & { ok: true }> {
+  private send(req: CodecRequest): Promise<Answer> {
     if (this.closed) return Promise.reject(new Error('codec pool is closed'));
     req.seq = ++this.seq;
     // The least busy worker: chunks vary in size, so round robin would queue behind big ones.
     let slot = this.slots[0]!;
     for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
+    // Shared memory crosses as it is; other bytes go as a copy the worker may keep.
+    const transfer: ArrayBuffer[] = [];
+    if (!(req.bytes.buffer instanceof SharedArrayBuffer)) {
+      const copy = ownCopy(req.bytes);
+      transfer.push(copy);
+      req.bytes = new Uint8Array(copy);
+    }
     return new Promise((resolve, reject) => {
       if (slot.pending.size === 0) slot.worker.ref(); // busy: keep the process alive for the answer
       slot.pending.set(req.seq, { resolve, reject });
-      slot.worker.postMessage(req, [req.buffer]);
+      slot.worker.postMessage(req, transfer);
     });
   }
 
@@ -98,6 +140,25 @@ export class CodecPool {
     const i = this.slots.indexOf(slot);
     if (i >= 0 && !this.closed) this.slots[i] = this.spawn();
   }
+}
+
+/** Memory shared with the codec workers: filled once by the caller, then read in place by chunk()
+ * and encode() (no copy per chunk), and left unchanged while those run. Batches are lent from a
+ * free list: a fresh buffer would cost a page fault per page on every batch. */
+export const SHARED_BATCH = 12 * 1024 * 1024;
+const SPARE_BATCHES = 4;
+const spareBatches: SharedArrayBuffer[] = [];
+
+/** A view of `length` bytes of shared memory, contents undefined; give it back with returnShared. */
+export function borrowShared(length: number): Buffer {
+  const backing = length <= SHARED_BATCH ? spareBatches.pop() ?? new SharedArrayBuffer(SHARED_BATCH) : new SharedArrayBuffer(length);
+  return Buffer.from(backing, 0, length);
+}
+
+/** Gives back what borrowShared lent, once no worker reads it any more. */
+export function returnShared(bytes: Buffer): void {
+  const backing = bytes.buffer;
+  if (backing instanceof SharedArrayBuffer && backing.byteLength === SHARED_BATCH && spareBatches.length < SPARE_BATCHES) spareBatches.push(backing);
 }
 
 /** A transferable copy of a view: posting a view would clone its whole backing buffer. */

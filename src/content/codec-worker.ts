@@ -1,7 +1,9 @@
-// A codec worker: encodes and decodes chunks off the main thread (see codec-pool.ts).
+// A codec worker: cuts streams into chunks, encodes and decodes chunks, off the main thread (see
+// codec-pool.ts).
 import { parentPort } from 'node:worker_threads';
+import { Chunker } from './chunker.js';
 import { decodeChunk, encodeChunk } from './codec.js';
-import type { CodecRequest, CodecResponse } from './codec-pool.js';
+import type { ChunkedBytes, CodecRequest, CodecResponse } from './codec-pool.js';
 
 const port = parentPort!;
 
@@ -9,19 +11,34 @@ port.on('message', (req: CodecRequest) => {
   let res: CodecResponse;
   try {
     if (req.op === 'encode') {
-      const { id, bytes, codec } = encodeChunk(new Uint8Array(req.buffer));
-      const out = exactBuffer(bytes);
-      res = { seq: req.seq, ok: true, id, codec, buffer: out };
-    } else {
-      const plain = exactBuffer(decodeChunk(req.id, new Uint8Array(req.buffer)));
+      const { id, bytes, codec } = encodeChunk(req.bytes);
+      res = { seq: req.seq, ok: true, id, codec, buffer: exactBuffer(bytes) };
+    } else if (req.op === 'decode') {
+      const plain = exactBuffer(decodeChunk(req.id, req.bytes));
       res = { seq: req.seq, ok: true, id: req.id, buffer: plain };
+    } else {
+      res = { seq: req.seq, ok: true, ...chunk(req.bytes, req.from, req.boundaries) };
     }
   } catch (err) {
     const e = err as Error & { code?: string; id?: string };
     res = { seq: req.seq, ok: false, error: { name: e.name, message: e.message, code: e.code, id: e.id } };
   }
-  port.postMessage(res, 'buffer' in res ? [res.buffer] : []);
+  port.postMessage(res, 'buffer' in res ? [res.buffer] : 'chunks' in res ? res.chunks.map((c) => c.buffer) : []);
 });
+
+function chunk(bytes: Uint8Array, from: number, boundaries: number[]): ChunkedBytes {
+  const chunks: ChunkedBytes['chunks'] = [];
+  let used = 0;
+  let b = 0;
+  for (const length of new Chunker().push(bytes)) {
+    const { id, bytes: stored } = encodeChunk(bytes.subarray(used, used + length));
+    chunks.push({ length, id, buffer: exactBuffer(stored) });
+    used += length;
+    while (b < boundaries.length && boundaries[b]! < used) b++;
+    if (used >= from && boundaries[b] === used) return { chunks, used, resynced: true };
+  }
+  return { chunks, used, resynced: false };
+}
 
 /** An ArrayBuffer holding exactly these bytes, that can be transferred back without a copy. */
 function exactBuffer(bytes: Buffer): ArrayBuffer {

@@ -48,9 +48,23 @@ export interface EncodedChunk {
   codec: Codec;
 }
 
+/** Incompressible content (media, archives, encrypted files) is common, and zstd's attempt on it
+ * costs as much time as on text: for a large chunk, samples spread over it decide first, as
+ * btrfs's heuristic and ZFS's early abort do. Only the stored form depends on it, never the name. */
+const SAMPLES = 4;
+const SAMPLE_BYTES = 16 * 1024;
+
+function worthCompressing(plain: Uint8Array): boolean {
+  if (plain.length < 4 * SAMPLES * SAMPLE_BYTES) return true;
+  const sample = Buffer.allocUnsafe(SAMPLES * SAMPLE_BYTES);
+  const step = Math.floor((plain.length - SAMPLE_BYTES) / (SAMPLES - 1));
+  for (let i = 0; i < SAMPLES; i++) sample.set(plain.subarray(i * step, i * step + SAMPLE_BYTES), i * SAMPLE_BYTES);
+  return compress(sample, { compressionLevel: ZSTD_LEVEL }).length <= sample.length * (1 - MIN_SAVING);
+}
+
 export function encodeChunk(plain: Uint8Array): EncodedChunk {
   const id = chunkId(plain);
-  const packed = plain.length > 0 ? compress(plain, { compressionLevel: ZSTD_LEVEL }) : undefined;
+  const packed = plain.length > 0 && worthCompressing(plain) ? compress(plain, { compressionLevel: ZSTD_LEVEL }) : undefined;
   const useZstd = packed !== undefined && packed.length <= plain.length * (1 - MIN_SAVING);
   const payload = useZstd ? packed : plain;
   const bytes = Buffer.allocUnsafe(HEADER + payload.length);

@@ -10,7 +10,7 @@
 import { randomInt } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { CodecPool } from '../content/codec-pool.js';
-import { Chunker } from '../content/chunker.js';
+import { borrowShared, returnShared, SHARED_BATCH } from '../content/codec-pool.js';
 import type { ChunkInfo, Extent, Ino, MetaEngine } from '../meta/contract.js';
 import type { ChunkStore } from '../pool/contract.js';
 import { finishStaleClaims, STALE_CLAIM_MS } from '../store/gc.js';
@@ -24,8 +24,11 @@ const EXTENT_WINDOW = 64 * MiB;
 export const DIRTY_LIMIT = 32 * MiB;
 const DIRTY_RANGE_LIMIT = 4096;
 const FORCE_CUT_AFTER = 8 * MiB;
-/** Chunks encoded (and stored) at once during a commit. */
+/** Chunks stored at once during a commit. */
 const CHUNKS_IN_FLIGHT = 4;
+/** Bytes gathered for the chunkers at a time: a shared batch holds them and the bytes left after
+ * the last cut of the batch before (less than a chunk's maximum size). */
+const BATCH = SHARED_BATCH - 4 * MiB;
 /** How long a commit's pins keep gc away from its chunks (a crashed writer's pins lapse). */
 const PIN_MS = 10 * 60 * 1000;
 /** How often a commit looks again at chunks gc is deleting. */
@@ -38,7 +41,7 @@ interface Dirty {
 
 interface EncodedPiece {
   offset: number;
-  plain: Buffer;
+  length: number;
   id: string;
   bytes: Buffer;
 }
@@ -92,15 +95,28 @@ export class OpenFile {
   async read(offset: number, size: number): Promise<Buffer[]> {
     const end = Math.min(offset + size, this.size);
     if (end <= offset) return [];
-    const parts = await this.committedBytes(offset, end);
-    if (!overlaps(this.committing, offset, end) && !overlaps(this.dirty, offset, end)) return parts;
-    const out = Buffer.concat(parts, end - offset);
-    for (const d of [...this.committing, ...this.dirty]) {
+    if (!overlaps(this.committing, offset, end) && !overlaps(this.dirty, offset, end)) return this.committedBytes(offset, end);
+    const out = Buffer.allocUnsafe(end - offset);
+    await this.readInto(offset, end, out, 0);
+    return [out];
+  }
+
+  /** Copies the file's bytes [offset, end), dirty ones included, into `out` at `at`. */
+  private async readInto(offset: number, end: number, out: Uint8Array, at: number): Promise<void> {
+    const buffered = [...this.committing, ...this.dirty];
+    // New data is all buffered: then the committed bytes beneath it need not be read.
+    if (!covers(buffered, offset, end)) {
+      let to = at;
+      for (const part of await this.committedBytes(offset, end)) {
+        out.set(part, to);
+        to += part.length;
+      }
+    }
+    for (const d of buffered) {
       const from = Math.max(offset, d.start);
       const to = Math.min(end, d.start + d.data.length);
-      if (from < to) d.data.copy(out, from - offset, from - d.start, to - d.start);
+      if (from < to) out.set(d.data.subarray(from - d.start, to - d.start), at + (from - offset));
     }
-    return [out];
   }
 
   /** Commits every dirty range (not durable yet: see Store.sync). Commits run one at a time. */
@@ -150,82 +166,78 @@ export class OpenFile {
   }
 
   /** Re-chunks the window around regions[i] (and any later regions it reaches); returns the
-   * index of the first region it did not cover. */
+   * index of the first region it did not cover.
+   *
+   * The window's bytes are gathered a batch at a time into memory shared with the codec workers,
+   * which cut and encode them in place, told where the old cut points are so that they stop where
+   * the new ones meet them: the event loop copies the bytes once and does nothing per byte. A batch
+   * starts with the bytes after the last cut of the one before (cut points restart at every cut,
+   * so batches find the cuts one stream would). */
   private async rechunkWindow(regions: Dirty[], i: number): Promise<number> {
     const first = regions[i]!;
     const start = await this.windowStart(first.start);
     let changedUntil = first.start + first.data.length;
     let next = i + 1;
-    const chunker = new Chunker();
     const pieces: EncodedPiece[] = [];
-    const inFlight: Array<Promise<void>> = [];
-    let pending: Buffer[] = []; // bytes since the last cut
-    let pendingLength = 0;
-    let cutAt = start;
-    let pos = start;
+    const encoding: Array<Promise<void>> = [];
+    let batch: Buffer | undefined;
+    let carry: Uint8Array = new Uint8Array(0); // bytes after the last cut (in batch)
+    let cutAt = start; // where carry begins in the file
+    let pos = start; // bytes before pos have been gathered
     let end: number | undefined;
 
-    const emit = async (length: number): Promise<void> => {
-      const bytes = Buffer.concat(pending, pendingLength);
-      const chunk = bytes.subarray(0, length);
-      const rest = bytes.subarray(length);
-      pending = rest.length ? [rest] : [];
-      pendingLength = rest.length;
-      const offset = cutAt;
-      cutAt += length;
-      if (inFlight.length >= CHUNKS_IN_FLIGHT) await inFlight.shift();
-      const plain = Buffer.from(chunk);
-      inFlight.push(this.parts.codec.encode(plain).then(({ id, bytes }) => void pieces.push({ offset, plain, id, bytes })));
-    };
-
-    for (;;) {
-      // Later dirty regions the window has reached are part of it.
+    while (end === undefined) {
+      // Later regions the window has reached are part of it.
       while (next < regions.length && regions[next]!.start <= pos) {
         changedUntil = Math.max(changedUntil, regions[next]!.start + regions[next]!.data.length);
         next++;
       }
-      // Past the change, a hole ends the window: holes stay holes, and what follows them is cut
-      // as before.
-      if (pos >= changedUntil && pos < this.size && (await this.isHole(pos))) {
-        const last = chunker.finish();
-        if (last > 0) await emit(last);
+      const nextRegion = next < regions.length ? regions[next]!.start : Infinity;
+      // Past the change, the window ends where the data does (holes stay holes, and what follows
+      // them is cut as before), and, long past it, at the next old cut point.
+      const past = pos >= changedUntil;
+      if (pos >= this.size || (past && (await this.isHole(pos))) || (pos >= changedUntil + FORCE_CUT_AFTER && (await this.isBoundary(pos)))) {
+        if (carry.length > 0) {
+          const last = carry;
+          const at = cutAt;
+          encoding.push(this.parts.codec.encode(last).then(({ id, bytes }) => void pieces.push({ offset: at, length: last.length, id, bytes })));
+        }
         end = pos;
         break;
       }
-      const forced = pos >= changedUntil + FORCE_CUT_AFTER;
-      const limit = Math.min(forced ? await this.nextBoundary(pos) : this.size, pos + MiB);
+      let limit = Math.min(this.size, pos + BATCH, nextRegion);
+      if (pos + BATCH >= changedUntil + FORCE_CUT_AFTER) limit = Math.min(limit, await this.nextBoundary(pos));
       // Read no further than the data at pos goes: a hole after it must not be read as zeros.
       const runEnd = await this.dataRunEnd(pos, limit);
-      const want = (runEnd > pos ? runEnd : limit) - pos;
-      if (want <= 0) {
-        const last = chunker.finish();
-        if (last > 0) await emit(last);
-        end = pos;
-        break;
+      if (runEnd > pos) limit = runEnd;
+
+      const previous = batch;
+      batch = borrowShared(carry.length + (limit - pos));
+      batch.set(carry, 0);
+      if (previous) returnShared(previous);
+      await this.readInto(pos, limit, batch, carry.length);
+      // Old cut points the new ones may meet: past the change, before the next changed region.
+      const boundaries = (await this.extentsIn(cutAt + 1, limit - cutAt))
+        .map((e) => e.offset)
+        .filter((o) => o > cutAt && o <= limit && o >= changedUntil && o < nextRegion)
+        .map((o) => o - cutAt);
+      const res = await this.parts.codec.chunk(batch, { from: changedUntil - cutAt, boundaries });
+      for (const c of res.chunks) {
+        pieces.push({ offset: cutAt, length: c.length, id: c.id, bytes: Buffer.from(c.buffer) });
+        cutAt += c.length;
       }
-      const data = Buffer.concat(await this.read(pos, want), want);
-      pending.push(data);
-      pendingLength += data.length;
-      pos += data.length;
-      for (const length of chunker.push(data)) {
-        await emit(length);
-        if (cutAt >= changedUntil && (next >= regions.length || cutAt < regions[next]!.start) && (await this.isBoundary(cutAt))) {
-          end = cutAt; // resynchronised: from here the old extents stand
-          break;
-        }
-      }
-      if (end !== undefined) break;
+      carry = batch.subarray(res.used);
+      pos = limit;
+      if (res.resynced) end = cutAt; // from here the old extents stand
     }
-    await Promise.all(inFlight);
+    await Promise.all(encoding);
+    if (batch) returnShared(batch);
     pieces.sort((a, b) => a.offset - b.offset);
-    const infos: ChunkInfo[] = pieces.map((c) => ({ id: c.id, size: c.plain.length, storedSize: c.bytes.length }));
+    const infos: ChunkInfo[] = pieces.map((c) => ({ id: c.id, size: c.length, storedSize: c.bytes.length }));
     const token = randomInt(2 ** 47);
     await this.pin(infos, token);
-    await forEachLimited(pieces, CHUNKS_IN_FLIGHT, async (c) => {
-      await this.parts.chunks.put(c.id, c.bytes);
-      this.parts.cache.add(c.id, c.plain);
-    });
-    const extents: Extent[] = pieces.map((c) => ({ offset: c.offset, length: c.plain.length, chunk: c.id, chunkOffset: 0 }));
+    await forEachLimited(pieces, CHUNKS_IN_FLIGHT, async (c) => void (await this.parts.chunks.put(c.id, c.bytes)));
+    const extents: Extent[] = pieces.map((c) => ({ offset: c.offset, length: c.length, chunk: c.id, chunkOffset: 0 }));
     await this.parts.meta.writeExtents(this.ino, start, end - start, extents, infos, end, now(), token);
     this.extentCache = undefined;
     return next;
@@ -329,6 +341,18 @@ function now(): { sec: number; nsec: number } {
 
 function zeros(n: number): Buffer {
   return n <= ZEROS.length ? ZEROS.subarray(0, n) : Buffer.alloc(n);
+}
+
+/** Whether the ranges (each list sorted, lists possibly overlapping) cover [start, end) whole. */
+function covers(ranges: Dirty[], start: number, end: number): boolean {
+  const hits = ranges.filter((d) => d.start < end && d.start + d.data.length > start).sort((a, b) => a.start - b.start);
+  let reached = start;
+  for (const d of hits) {
+    if (d.start > reached) return false;
+    reached = Math.max(reached, d.start + d.data.length);
+    if (reached >= end) return true;
+  }
+  return reached >= end;
 }
 
 function overlaps(ranges: Dirty[], start: number, end: number): boolean {
