@@ -11,8 +11,8 @@ import { run } from '../test/helpers.js';
 
 export const MiB = 1024 * 1024;
 
-export async function scratchDir(name: string): Promise<{ dir: string; remove: () => Promise<void> }> {
-  const dir = await mkdtemp(path.join(tmpdir(), `orbit-bench-${name}-`));
+export async function scratchDir(name: string, parent = tmpdir()): Promise<{ dir: string; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(path.join(parent, `orbit-bench-${name}-`));
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
@@ -63,6 +63,13 @@ export async function dropCaches(): Promise<void> {
 export async function rssBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = /VmRSS:\s+(\d+) kB/.exec(status);
+  return kb ? Number(kb[1]) * 1024 : 0;
+}
+
+/** The most a process has held resident since it started (the kernel's high-water mark). */
+export async function peakRssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = /VmHWM:\s+(\d+) kB/.exec(status);
   return kb ? Number(kb[1]) * 1024 : 0;
 }
 
@@ -121,4 +128,44 @@ export function printTable(title: string, oursName: string, theirsName: string, 
 
 function fmt(n: number): string {
   return n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
+}
+
+export interface SidesRow {
+  what: string;
+  unit: string;
+  /** One figure per side, in the order of the table's sides; undefined where a side has none. */
+  values: ReadonlyArray<number | undefined>;
+  /** Lowest acceptable first side / second side. */
+  goal?: number;
+}
+
+/** A table of several sides: the first is the subject, and each other side gets a ratio column
+ * (first / that side); the goal column, if any row has a goal, follows the first ratio. */
+export function printSides(title: string, sides: readonly string[], rows: readonly SidesRow[]): void {
+  console.log(`\n${title}\n${'-'.repeat(title.length)}`);
+  const withGoal = rows.some((r) => r.goal !== undefined);
+  const ratioHeads = sides.slice(1).map((s) => `${sides[0]} / ${s}`);
+  const head = ['', ...sides, ...ratioHeads.slice(0, 1), ...(withGoal ? ['goal'] : []), ...ratioHeads.slice(1)];
+  const body = rows.map((r) => {
+    const ours = r.values[0];
+    const ratios = sides.slice(1).map((_, i) => {
+      const theirs = r.values[i + 1];
+      return ours !== undefined && theirs ? ours / theirs : undefined;
+    });
+    const first = ratios[0];
+    const verdict = r.goal === undefined || first === undefined ? '' : first >= r.goal ? `>= ${r.goal} met` : `>= ${r.goal} NOT met`;
+    const ratioCells = ratios.map((x) => (x === undefined ? '' : x.toFixed(2)));
+    return [
+      r.what,
+      ...sides.map((_, i) => {
+        const v = r.values[i];
+        return v === undefined ? '' : `${fmt(v)} ${r.unit}`;
+      }),
+      ...ratioCells.slice(0, 1),
+      ...(withGoal ? [verdict] : []),
+      ...ratioCells.slice(1),
+    ];
+  });
+  const widths = head.map((_, i) => Math.max(...[head, ...body].map((row) => row[i]!.length)));
+  for (const row of [head, ...body]) console.log(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
 }

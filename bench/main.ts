@@ -1,27 +1,54 @@
 // `npm run bench`: Orbit's speed, always as ratios against a baseline measured in the same run.
-// Needs root (it mounts filesystems). Options: --rounds N (default 5), --size MiB (default 1024).
+// Needs root (it mounts filesystems and drops the page cache). Options:
+//   --rounds N (default 5), --size MiB (default 1024): for both parts;
+//   --only binding|fs: one part (the FUSE binding against C; Orbit as a filesystem);
+//   --on DIR: where the filesystem part puts its backing stores (default os.tmpdir());
+//   --passthrough PATH (or $ORBIT_BENCH_PASSTHROUGH): libfuse's passthrough_ll, built by hand, for
+//     the filesystem part's reference column.
+import path from 'node:path';
 import { benchBinding } from './fuse/binding.js';
+import { benchFilesystem } from './vfs/filesystem.js';
 
-function option(name: string, fallback: number): number {
+function fail(message: string): never {
+  console.error(`bench: ${message}`);
+  process.exit(2);
+}
+
+function stringOption(name: string): string | undefined {
   const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isInteger(v) || v <= 0) {
-    console.error(`bench: ${name} takes a positive whole number`);
-    process.exit(2);
-  }
+  if (i < 0) return undefined;
+  const v = process.argv[i + 1];
+  if (v === undefined || v.startsWith('--')) fail(`${name} takes a value`);
   return v;
 }
 
-const known = new Set(['--rounds', '--size']);
-const unknown = process.argv.slice(2).filter((a, i, all) => a.startsWith('--') ? !known.has(a) : !known.has(all[i - 1] ?? ''));
-if (unknown.length > 0) {
-  console.error(`bench: unknown argument ${unknown[0]}`);
-  process.exit(2);
+function option(name: string, fallback: number): number {
+  const raw = stringOption(name);
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v <= 0) fail(`${name} takes a positive whole number`);
+  return v;
 }
+
+const known = new Set(['--rounds', '--size', '--only', '--on', '--passthrough']);
+const unknown = process.argv.slice(2).filter((a, i, all) => a.startsWith('--') ? !known.has(a) : !known.has(all[i - 1] ?? ''));
+if (unknown.length > 0) fail(`unknown argument ${unknown[0]}`);
+const only = stringOption('--only');
+if (only !== undefined && only !== 'binding' && only !== 'fs') fail('--only takes binding or fs');
+const rounds = option('--rounds', 5);
+const sizeMiB = option('--size', 1024);
+const onArg = stringOption('--on');
+const on = onArg === undefined ? undefined : path.resolve(onArg);
+const passthrough = stringOption('--passthrough') ?? (process.env.ORBIT_BENCH_PASSTHROUGH || undefined);
 if (process.getuid?.() !== 0) {
   console.error('bench: run as root (it mounts filesystems and drops the page cache)');
   process.exit(1);
 }
 
-await benchBinding(option('--rounds', 5), option('--size', 1024));
+try {
+  if (only !== 'fs') await benchBinding(rounds, sizeMiB);
+  if (only !== 'binding') await benchFilesystem({ rounds, sizeMiB, on, passthrough });
+} catch (err) {
+  console.error(`bench: ${(err as Error).message}`);
+  process.exitCode = 1;
+}

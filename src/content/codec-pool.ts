@@ -58,8 +58,9 @@ export class CodecPool {
   private seq = 0;
   private closed = false;
 
-  /** Default: one worker per core beyond the main thread's, at least one, at most four. */
-  constructor(readonly size = Math.max(1, Math.min(4, availableParallelism() - 1))) {
+  /** Default: one worker per core beyond the main thread's, at most four, and at least two, so
+   * that reads decode while a commit cuts. */
+  constructor(readonly size = Math.max(2, Math.min(4, availableParallelism() - 1))) {
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
