@@ -13,7 +13,10 @@
 // it was asked (one thread, one queue), so an answer never lands after one that overtook it: the
 // cache always agrees with the database as of the last answer received. An engine that answers
 // out of order (a connection pool) needs versioned entries instead.
-import { MetaError, type Caller, type DirEntry, type InodeAttr, type Ino, type MetaEngine, type Removed, type Renamed } from './contract.js';
+import { FileType, MetaError, type Caller, type DirEntry, type InodeAttr, type Ino, type MetaEngine, type Removed, type Renamed } from './contract.js';
+
+const NAME_MAX = 255;
+const RENAME_WHITEOUT = 4;
 
 /** Entries kept per map before the least recently used go. */
 const CACHE_ENTRIES = 200_000;
@@ -22,7 +25,10 @@ const CACHE_ENTRIES = 200_000;
 class Lru<K, V> {
   private readonly map = new Map<K, V>();
 
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly limit: number,
+    private readonly onEvict?: (key: K) => void,
+  ) {}
 
   get(key: K): V | undefined {
     const v = this.map.get(key);
@@ -36,7 +42,11 @@ class Lru<K, V> {
   set(key: K, value: V): void {
     this.map.delete(key);
     this.map.set(key, value);
-    if (this.map.size > this.limit) this.map.delete(this.map.keys().next().value as K);
+    if (this.map.size > this.limit) {
+      const oldest = this.map.keys().next().value as K;
+      this.map.delete(oldest);
+      this.onEvict?.(oldest);
+    }
   }
 
   delete(key: K): void {
@@ -54,7 +64,10 @@ export class MetaClient implements MetaEngine {
   /** Attributes by inode. Entries are never mutated: a change replaces or drops them. */
   private readonly attrs = new Lru<Ino, InodeAttr>(CACHE_ENTRIES);
   /** Directory entries: "parent/name" → inode. */
-  private readonly names = new Lru<string, Ino>(CACHE_ENTRIES);
+  private readonly names = new Lru<string, Ino>(CACHE_ENTRIES, (key) => this.complete.delete(Number(key.slice(0, key.indexOf('/')))));
+  /** Directories all of whose entries are in `names` (made by this process, so far): a name not
+   * there is not in the directory, which answers the lookup before every create at once. */
+  private readonly complete = new Set<Ino>();
   /** Extended attributes by inode, then name; null: known to be absent. */
   private readonly xattrs = new Lru<Ino, Map<string, Buffer | null>>(CACHE_ENTRIES);
   /** Open handles per inode. */
@@ -89,6 +102,10 @@ export class MetaClient implements MetaEngine {
       const ino = this.names.get(nameKey(parent, name));
       const attr = ino === undefined ? undefined : this.attrs.get(ino);
       if (attr) return attr;
+      if (ino === undefined && this.complete.has(parent)) {
+        if (Buffer.byteLength(name) > NAME_MAX) throw new MetaError('ENAMETOOLONG');
+        throw new MetaError('ENOENT');
+      }
     }
     const attr = await this.engine.lookup(parent, name);
     if (!special) this.names.set(nameKey(parent, name), attr.ino);
@@ -107,10 +124,11 @@ export class MetaClient implements MetaEngine {
   }
 
   async create(...a: Parameters<MetaEngine['create']>): Promise<InodeAttr> {
-    const [parent, name] = a;
+    const [parent, name, node] = a;
     const attr = await this.engine.create(...a);
     this.attrs.delete(parent); // its times, and its link count for a directory
     this.names.set(nameKey(parent, name), attr.ino);
+    if (node.type === FileType.Directory) this.complete.add(attr.ino);
     return this.keep(attr);
   }
 
@@ -135,6 +153,7 @@ export class MetaClient implements MetaEngine {
     this.names.delete(nameKey(parent, name));
     this.attrs.delete(parent);
     this.forget(ino);
+    this.complete.delete(ino);
     return ino;
   }
 
@@ -143,6 +162,7 @@ export class MetaClient implements MetaEngine {
     if (done.replaced?.orphaned && this.opens.has(done.replaced.ino)) this.orphans.add(done.replaced.ino);
     // A whiteout, if asked for, now has the old name: it is looked up afresh.
     this.names.delete(nameKey(parent, name));
+    if (flags & RENAME_WHITEOUT) this.complete.delete(parent);
     this.names.set(nameKey(newParent, newName), done.moved);
     if (done.exchanged !== undefined) this.names.set(nameKey(parent, name), done.exchanged);
     for (const ino of [parent, newParent, done.moved, done.exchanged]) if (ino !== undefined) this.attrs.delete(ino);
@@ -275,6 +295,7 @@ export class MetaClient implements MetaEngine {
   }
 
   private forgetAll(): void {
+    this.complete.clear();
     this.attrs.clear();
     this.names.clear();
     this.xattrs.clear();
