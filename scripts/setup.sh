@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(fuse3 libfuse3-dev pkg-config build-essential python3 attr util-linux coreutils)
+packages=(fuse3 libfuse3-dev pkg-config build-essential python3 attr util-linux coreutils git rsync tar gzip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -90,6 +90,13 @@ export class CodecPool {
     });
   }
 
+  /** Resolves once every worker has loaded and answered. A worker still loading its modules
+   * when the first write arrives could otherwise leave that write waiting on the loader (seen
+   * when the process serving a mount is also the one writing to it, as tests are). */
+  async ready(): Promise<void> {
+    await Promise.all(this.slots.map(() => this.chunk(new Uint8Array(0), { from: 0, boundaries: [] })));
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));

@@ -218,6 +218,7 @@ export class MetaClient implements MetaEngine {
 
   unreferencedChunks: MetaEngine['unreferencedChunks'] = (...a) => this.engine.unreferencedChunks(...a);
   pinChunks: MetaEngine['pinChunks'] = (...a) => this.engine.pinChunks(...a);
+  unpinChunks: MetaEngine['unpinChunks'] = (...a) => this.engine.unpinChunks(...a);
   claimUnreferenced: MetaEngine['claimUnreferenced'] = (...a) => this.engine.claimUnreferenced(...a);
   staleClaims: MetaEngine['staleClaims'] = (...a) => this.engine.staleClaims(...a);
   forgetChunks: MetaEngine['forgetChunks'] = (...a) => this.engine.forgetChunks(...a);

@@ -194,6 +194,8 @@ export interface MetaEngine {
    * commit's `token` until writeExtents with that token names them (or until `untilMs`).
    * Returns the ids gc is deleting right now: wait until they are gone, then pin them again. */
   pinChunks(chunks: ChunkInfo[], token: number, untilMs: number): Promise<ChunkId[]>;
+  /** Drops every pin of a commit that failed: its chunks become collectable at once. */
+  unpinChunks(token: number): Promise<void>;
   /** gc: claims up to `limit` unreferenced, unpinned chunks for deletion (no commit can use them
    * from now on). Delete their pool copies, then forgetChunks(). */
   claimUnreferenced(limit: number, nowMs: number): Promise<ChunkInfo[]>;

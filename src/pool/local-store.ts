@@ -45,6 +45,10 @@ export class LocalChunkStore implements ChunkStore {
   private syncChain: Promise<void> = Promise.resolve();
   private usedBytes = 0;
   private closed = false;
+  /** Bytes chunks may still take before the metadata reserve (see reserveFor), as of the last
+   * statfs less what was stored since: a statfs per chunk would cost a syscall each. */
+  private room = 0;
+  private roomCheckedAt = 0;
 
   private constructor(readonly dir: string) {
     this.chunksDir = path.join(dir, 'chunks');
@@ -139,8 +143,10 @@ export class LocalChunkStore implements ChunkStore {
   async capacity(): Promise<StoreCapacity> {
     this.assertOpen();
     const fs = await statfs(this.dir);
-    // bavail, not bfree: the blocks a filesystem reserves for root are not the store's to plan with.
-    return { totalBytes: fs.blocks * fs.bsize, freeBytes: fs.bavail * fs.bsize, usedBytes: this.usedBytes };
+    // bavail, not bfree: the blocks a filesystem reserves for root are not the store's to plan
+    // with; nor is the metadata's reserve.
+    const totalBytes = fs.blocks * fs.bsize;
+    return { totalBytes, freeBytes: Math.max(0, fs.bavail * fs.bsize - reserveFor(totalBytes)), usedBytes: this.usedBytes };
   }
 
   async sync(): Promise<void> {
@@ -169,6 +175,7 @@ export class LocalChunkStore implements ChunkStore {
 
   private async store(id: ChunkId, bytes: Uint8Array): Promise<'stored' | 'existed'> {
     if ((await sizeOf(this.chunkPath(id))) !== undefined) return 'existed';
+    await this.makeRoom(bytes.byteLength);
     const leaf = await this.fanOutDir(id);
     const file = path.join(leaf, id);
     const temp = path.join(this.tmpDir, `${id}.${randomUUID()}`);
@@ -184,6 +191,20 @@ export class LocalChunkStore implements ChunkStore {
     this.dirtyFiles.add(file);
     this.dirtyDirs.add(leaf);
     return 'stored';
+  }
+
+  /** Chunks are what fill a disk: they stop short of a reserve, which keeps the metadata (and with
+   * it unlink, rename and gc, the way out) working on a full disk. Fails with ENOSPC. */
+  private async makeRoom(bytes: number): Promise<void> {
+    if (this.room < ROOM_RECHECK || Date.now() - this.roomCheckedAt > 1000) {
+      const fs = await statfs(this.dir);
+      this.room = fs.bavail * fs.bsize - reserveFor(fs.blocks * fs.bsize);
+      this.roomCheckedAt = Date.now();
+    }
+    if (this.room < bytes) {
+      throw Object.assign(new Error(`ENOSPC: no space left on device for chunks in ${this.dir} (the rest is kept for metadata)`), { code: 'ENOSPC', errno: -28 });
+    }
+    this.room -= bytes;
   }
 
   /** The fan-out directory of id, created (with its parent) when missing. */
@@ -252,6 +273,14 @@ export class LocalChunkStore implements ChunkStore {
       throw err;
     }
   }
+}
+
+/** Below this much room, every chunk checks the disk again. */
+const ROOM_RECHECK = 64 * 1024 * 1024;
+
+/** Space chunks leave free for the metadata: 2% of the disk, at least 4 MiB, at most 256 MiB. */
+export function reserveFor(totalBytes: number): number {
+  return Math.min(256 * 1024 * 1024, Math.max(4 * 1024 * 1024, Math.floor(totalBytes * 0.02)));
 }
 
 function isMissing(err: unknown): boolean {

@@ -81,7 +81,9 @@ export class Store {
   private static async openParts(root: string, id: string): Promise<Store> {
     const meta = new MetaClient(await SqliteMeta.open(path.join(root, 'meta.db')));
     const chunks = await LocalChunkStore.open(path.join(root, 'pool'));
-    return new Store(root, id, meta, chunks, new CodecPool());
+    const codec = new CodecPool();
+    await codec.ready();
+    return new Store(root, id, meta, chunks, codec);
   }
 
   /** Makes everything written so far durable: chunks before the metadata that names them. */

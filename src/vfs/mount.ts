@@ -60,8 +60,14 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
   const closed = session.closed.then(async () => {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await store.sync();
-    await store.releaseMount(opts.volume);
+    try {
+      await store.sync();
+    } catch (err) {
+      // A full disk, say: what was synced before stands, and the next mount recovers the rest.
+      log.error({ err }, 'cannot sync the store after unmounting');
+    } finally {
+      await store.releaseMount(opts.volume);
+    }
   });
   return {
     mountpoint: session.mountpoint ?? opts.mountpoint,

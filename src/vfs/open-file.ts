@@ -64,6 +64,9 @@ export class OpenFile {
   private committing: Dirty[] = [];
   private dirtyBytes = 0;
   private extentCache: { start: number; end: number; extents: Extent[] } | undefined;
+  /** The size as the running commit sees it: committed bytes and the ranges being committed.
+   * Writes that arrive meanwhile are the next commit's: this one neither reads nor re-chunks them. */
+  private horizon = 0;
   private commits: Promise<void> = Promise.resolve();
 
   constructor(
@@ -101,9 +104,9 @@ export class OpenFile {
     return [out];
   }
 
-  /** Copies the file's bytes [offset, end), dirty ones included, into `out` at `at`. */
-  private async readInto(offset: number, end: number, out: Uint8Array, at: number): Promise<void> {
-    const buffered = [...this.committing, ...this.dirty];
+  /** Copies the file's bytes [offset, end) into `out` at `at`: committed bytes under `buffered`
+   * ones (by default everything written so far). */
+  private async readInto(offset: number, end: number, out: Uint8Array, at: number, buffered = [...this.committing, ...this.dirty]): Promise<void> {
     // New data is all buffered: then the committed bytes beneath it need not be read.
     if (!covers(buffered, offset, end)) {
       let to = at;
@@ -150,6 +153,7 @@ export class OpenFile {
     this.committing = this.dirty;
     this.dirty = [];
     this.dirtyBytes = 0;
+    this.horizon = this.size;
     try {
       const regions = this.committing;
       for (let i = 0; i < regions.length; ) i = await this.rechunkWindow(regions, i);
@@ -178,6 +182,13 @@ export class OpenFile {
     const start = await this.windowStart(first.start);
     let changedUntil = first.start + first.data.length;
     let next = i + 1;
+    /** Folds in the later regions that begin before `offset`. */
+    const reach = (offset: number): void => {
+      while (next < regions.length && regions[next]!.start < offset) {
+        changedUntil = Math.max(changedUntil, regions[next]!.start + regions[next]!.data.length);
+        next++;
+      }
+    };
     const pieces: EncodedPiece[] = [];
     const encoding: Array<Promise<void>> = [];
     let batch: Buffer | undefined;
@@ -188,15 +199,11 @@ export class OpenFile {
 
     while (end === undefined) {
       // Later regions the window has reached are part of it.
-      while (next < regions.length && regions[next]!.start <= pos) {
-        changedUntil = Math.max(changedUntil, regions[next]!.start + regions[next]!.data.length);
-        next++;
-      }
-      const nextRegion = next < regions.length ? regions[next]!.start : Infinity;
+      reach(pos + 1);
       // Past the change, the window ends where the data does (holes stay holes, and what follows
       // them is cut as before), and, long past it, at the next old cut point.
       const past = pos >= changedUntil;
-      if (pos >= this.size || (past && (await this.isHole(pos))) || (pos >= changedUntil + FORCE_CUT_AFTER && (await this.isBoundary(pos)))) {
+      if (pos >= this.horizon || (past && (await this.isHole(pos))) || (pos >= changedUntil + FORCE_CUT_AFTER && (await this.isBoundary(pos)))) {
         if (carry.length > 0) {
           const last = carry;
           const at = cutAt;
@@ -205,17 +212,20 @@ export class OpenFile {
         end = pos;
         break;
       }
-      let limit = Math.min(this.size, pos + BATCH, nextRegion);
+      let limit = Math.min(this.horizon, pos + BATCH);
       if (pos + BATCH >= changedUntil + FORCE_CUT_AFTER) limit = Math.min(limit, await this.nextBoundary(pos));
       // Read no further than the data at pos goes: a hole after it must not be read as zeros.
       const runEnd = await this.dataRunEnd(pos, limit);
       if (runEnd > pos) limit = runEnd;
+      // Regions that begin in this batch are part of the window; the next one bounds resyncs.
+      reach(limit);
+      const nextRegion = next < regions.length ? regions[next]!.start : Infinity;
 
       const previous = batch;
       batch = borrowShared(carry.length + (limit - pos));
       batch.set(carry, 0);
       if (previous) returnShared(previous);
-      await this.readInto(pos, limit, batch, carry.length);
+      await this.readInto(pos, limit, batch, carry.length, this.committing);
       // Old cut points the new ones may meet: past the change, before the next changed region.
       const boundaries = (await this.extentsIn(cutAt + 1, limit - cutAt))
         .map((e) => e.offset)
@@ -236,9 +246,16 @@ export class OpenFile {
     const infos: ChunkInfo[] = pieces.map((c) => ({ id: c.id, size: c.length, storedSize: c.bytes.length }));
     const token = randomInt(2 ** 47);
     await this.pin(infos, token);
-    await forEachLimited(pieces, CHUNKS_IN_FLIGHT, async (c) => void (await this.parts.chunks.put(c.id, c.bytes)));
-    const extents: Extent[] = pieces.map((c) => ({ offset: c.offset, length: c.length, chunk: c.id, chunkOffset: 0 }));
-    await this.parts.meta.writeExtents(this.ino, start, end - start, extents, infos, end, now(), token);
+    try {
+      await forEachLimited(pieces, CHUNKS_IN_FLIGHT, async (c) => void (await this.parts.chunks.put(c.id, c.bytes)));
+      const extents: Extent[] = pieces.map((c) => ({ offset: c.offset, length: c.length, chunk: c.id, chunkOffset: 0 }));
+      await this.parts.meta.writeExtents(this.ino, start, end - start, extents, infos, end, now(), token);
+    } catch (err) {
+      // Nothing names these chunks: gc may have them now rather than when the pins lapse (on a
+      // full disk, that is the space needed to go on).
+      await this.parts.meta.unpinChunks(token).catch(() => undefined);
+      throw err;
+    }
     this.extentCache = undefined;
     return next;
   }
@@ -266,7 +283,7 @@ export class OpenFile {
 
   /** Whether an existing extent starts at `offset` (so content there is cut as before). */
   private async isBoundary(offset: number): Promise<boolean> {
-    if (offset >= this.size) return false;
+    if (offset >= this.horizon) return false;
     const at = await this.extentsIn(offset, 1);
     return at.length > 0 && at[0]!.offset === offset;
   }
@@ -275,8 +292,7 @@ export class OpenFile {
   private async dataRunEnd(offset: number, limit: number): Promise<number> {
     let at = offset;
     while (at < limit) {
-      const d = this.dirty.find((r) => r.start <= at && r.start + r.data.length > at) ??
-        this.committing.find((r) => r.start <= at && r.start + r.data.length > at);
+      const d = this.committing.find((r) => r.start <= at && r.start + r.data.length > at);
       if (d) {
         at = d.start + d.data.length;
         continue;
@@ -290,7 +306,7 @@ export class OpenFile {
 
   /** Whether no data, committed or dirty, lies at `offset`. */
   private async isHole(offset: number): Promise<boolean> {
-    if (overlaps(this.committing, offset, offset + 1) || overlaps(this.dirty, offset, offset + 1)) return false;
+    if (overlaps(this.committing, offset, offset + 1)) return false;
     return (await this.extentsIn(offset, 1)).length === 0;
   }
 
@@ -299,7 +315,7 @@ export class OpenFile {
     const ahead = await this.extentsIn(offset, EXTENT_WINDOW);
     for (const e of ahead) if (e.offset > offset) return e.offset;
     const last = ahead.at(-1);
-    return last && last.offset + last.length > offset ? Math.min(last.offset + last.length, this.size) : this.size;
+    return last && last.offset + last.length > offset ? Math.min(last.offset + last.length, this.horizon) : this.horizon;
   }
 
   private async extentsIn(offset: number, length: number): Promise<Extent[]> {
@@ -400,11 +416,17 @@ function insertUnder(ranges: Dirty[], old: Dirty): void {
   ranges.sort((a, b) => a.start - b.start);
 }
 
-/** Runs fn on every item, at most `limit` at a time. */
+/** Runs fn on every item, at most `limit` at a time; after a failure, starts no more. */
 async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let failed = false;
   const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
+    while (next < items.length && !failed) {
+      await fn(items[next++]!).catch((err: unknown) => {
+        failed = true;
+        throw err;
+      });
+    }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

@@ -90,6 +90,9 @@ export class VolumeFs implements FuseOperations {
       if (file) await file.truncate(c.size);
       else await this.store.meta.setattr(id, { size: c.size });
     }
+    // A commit stamps mtime: buffered data goes first, so that times set explicitly stay set
+    // (tar, cp -p and rsync set them on the open file).
+    if (file && (c.mtime !== undefined || c.atime !== undefined)) await file.commit();
     const rest = { mode: c.mode, uid: c.uid, gid: c.gid, atime: c.atime, mtime: c.mtime, ctime: c.ctime };
     // Set-id bits go when the kernel says so (a write or chown by a non-owner).
     if ((c.killSuid || c.killSgid) && rest.mode === undefined) {

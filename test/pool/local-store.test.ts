@@ -215,18 +215,19 @@ describe('LocalChunkStore', () => {
     before(async () => {
       mnt = path.join(tmp.dir, 'small-tmpfs');
       await mkdir(mnt);
-      await ok('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+      await ok('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
     });
     after(() => ok('umount', [mnt]));
 
     it('rejects with ENOSPC, leaves no temp file, and keeps every earlier chunk', async () => {
       const store = await LocalChunkStore.open(mnt);
-      assert.equal((await store.capacity()).totalBytes, 2 << 20);
+      assert.equal((await store.capacity()).totalBytes, 8 << 20);
       const stored: Array<{ id: ChunkId; bytes: Buffer }> = [];
       let failure: unknown;
-      // 2 MiB holds at most 8 chunks of 256 KiB; the bound only stops a broken store looping forever.
+      // 8 MiB less the 4 MiB kept for metadata holds at most 4 chunks of 1 MiB; the bound only
+      // stops a broken store looping forever.
       for (let i = 0; i < 16 && failure === undefined; i++) {
-        const chunk = randomChunk(256 << 10);
+        const chunk = randomChunk(1 << 20);
         try {
           assert.equal(await store.put(chunk.id, chunk.bytes), 'stored');
           stored.push(chunk);
@@ -239,14 +240,14 @@ describe('LocalChunkStore', () => {
       assert.ok(stored.length >= 1);
       assert.deepEqual(await readdir(path.join(mnt, 'tmp')), []);
       for (const c of stored) assert.deepEqual(await store.get(c.id), c.bytes);
-      assert.equal((await store.capacity()).usedBytes, stored.length * (256 << 10));
+      assert.equal((await store.capacity()).usedBytes, stored.length * (1 << 20));
       await store.sync();
 
       // Deleting makes room again.
       const freed = stored.pop();
       assert.ok(freed);
       await store.delete(freed.id);
-      const next = randomChunk(256 << 10);
+      const next = randomChunk(1 << 20);
       assert.equal(await store.put(next.id, next.bytes), 'stored');
       await store.close();
     });

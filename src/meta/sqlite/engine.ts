@@ -125,6 +125,7 @@ export class SqliteEngine {
       insertChunk: p('INSERT INTO chunks (id, size, stored_size, refs) VALUES (?, ?, ?, 0) ON CONFLICT (id) DO NOTHING'),
       pin: p('INSERT INTO chunk_pins (chunk, token, until) VALUES (?, ?, ?) ON CONFLICT (chunk, token) DO UPDATE SET until = excluded.until'),
       unpin: p('DELETE FROM chunk_pins WHERE chunk = ? AND token = ?'),
+      unpinToken: p('DELETE FROM chunk_pins WHERE token = ?'),
       dropLapsedPins: p('DELETE FROM chunk_pins WHERE until < ?'),
       chunkRefsOf: p('SELECT refs FROM chunks WHERE id = ?').pluck(),
       dropInodeChunkRefs: p('UPDATE chunks SET refs = refs - (SELECT count(*) FROM extents e WHERE e.ino = @ino AND e.chunk = chunks.id) WHERE id IN (SELECT chunk FROM extents WHERE ino = @ino)'),
@@ -482,6 +483,10 @@ export class SqliteEngine {
       }
       return deleting;
     });
+  }
+
+  unpinChunks(token: number): void {
+    this.st.unpinToken!.run(token);
   }
 
   claimUnreferenced(limit: number, nowMs: number): ChunkInfo[] {

@@ -87,6 +87,7 @@ export class SqliteMeta implements MetaEngine {
   writeExtents: MetaEngine['writeExtents'] = (...a) => this.call('writeExtents', a);
   unreferencedChunks: MetaEngine['unreferencedChunks'] = (...a) => this.call('unreferencedChunks', a);
   pinChunks: MetaEngine['pinChunks'] = (...a) => this.call('pinChunks', a);
+  unpinChunks: MetaEngine['unpinChunks'] = (...a) => this.call('unpinChunks', a);
   claimUnreferenced: MetaEngine['claimUnreferenced'] = (...a) => this.call('claimUnreferenced', a);
   staleClaims: MetaEngine['staleClaims'] = (...a) => this.call('staleClaims', a);
   forgetChunks: MetaEngine['forgetChunks'] = (...a) => this.call('forgetChunks', a);

@@ -20,7 +20,10 @@ port.on('message', (req: EngineRequest) => {
     res = { seq: req.seq, ok: true, value: method.apply(engine, req.args) };
   } catch (err) {
     const e = err as Error & { code?: string };
-    res = { seq: req.seq, ok: false, name: e.name, message: e.message, code: e.code };
+    // A full disk is the caller's ENOSPC, not an unknown error (which FUSE would answer as EIO).
+    res = e.code === 'SQLITE_FULL'
+      ? { seq: req.seq, ok: false, name: 'MetaError', message: `metadata: ${e.message}`, code: 'ENOSPC' }
+      : { seq: req.seq, ok: false, name: e.name, message: e.message, code: e.code };
   }
   port.postMessage(res);
   if (req.method === 'close') process.exit(0);
