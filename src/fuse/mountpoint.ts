@@ -1,6 +1,6 @@
 // Checks a mountpoint before mounting so that each way it can be wrong gets one clear line, and
 // cleans up a stale FUSE mount (its filesystem process died) instead of failing obscurely.
-import { access, readdir, readFile, stat } from 'node:fs/promises';
+import { access, readdir, readFile, stat, statfs } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.js';
@@ -43,9 +43,10 @@ export async function prepareMountpoint(mountpoint: string, nonEmpty: boolean, l
   } catch {
     throw new MountError('/dev/fuse is missing or not accessible: load the fuse module (modprobe fuse) or run where FUSE is available');
   }
-  let info;
   try {
-    info = await stat(target);
+    // statfs, not stat: the kernel may answer a stat of a dead FUSE mount from its attribute
+    // cache for a while, but always asks the filesystem for statfs.
+    await statfs(target);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new MountError(`mountpoint ${target} does not exist`);
@@ -57,8 +58,8 @@ export async function prepareMountpoint(mountpoint: string, nonEmpty: boolean, l
     } catch (unmountErr) {
       throw new MountError(`mountpoint ${target} is a stale FUSE mount and cannot be detached: ${(unmountErr as Error).message}`);
     }
-    info = await stat(target);
   }
+  const info = await stat(target);
   if (!info.isDirectory()) throw new MountError(`mountpoint ${target} is not a directory`);
   const mounts = await mountsAt(target);
   const top = mounts.at(-1);

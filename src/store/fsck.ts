@@ -42,7 +42,8 @@ export async function fsck(store: Store, opts: { repair?: boolean } = {}): Promi
         continue;
       }
       try {
-        bytesVerified += (await store.codec.decode(c.id, stored)).length;
+        const plain = await store.codec.decode(c.id, stored); // read the total after the wait, not before
+        bytesVerified += plain.length;
         chunksVerified++;
       } catch (err) {
         if ((err as Error).name !== 'ChunkCorruptError') throw err;
