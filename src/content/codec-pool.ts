@@ -14,7 +14,8 @@ export type CodecRequest =
   | ({ seq: number; op: 'chunk'; bytes: Uint8Array } & ResyncPoints);
 
 export type CodecResponse =
-  | { seq: number; ok: true; id: ChunkId; codec?: Codec; buffer: ArrayBuffer }
+  /** The bytes are buffer[offset, offset + length) (all of it when absent). */
+  | { seq: number; ok: true; id: ChunkId; codec?: Codec; buffer: ArrayBuffer; offset?: number; length?: number }
   | ({ seq: number; ok: true } & ChunkedBytes)
   | { seq: number; ok: false; error: { name: string; message: string; code?: string; id?: string } };
 
@@ -73,11 +74,13 @@ export class CodecPool {
     });
   }
 
-  /** The verified plaintext of a stored chunk; rejects with ChunkCorruptError when it fails its checks. */
+  /** The verified plaintext of a stored chunk; rejects with ChunkCorruptError when it fails its
+   * checks. The stored bytes are handed over: a buffer of their own goes to the worker and back
+   * uncopied (the plaintext of a raw chunk is a view of it), so the caller must not use it after. */
   decode(id: ChunkId, stored: Uint8Array): Promise<Buffer> {
-    return this.send({ seq: 0, op: 'decode', id, bytes: stored }).then((res) => {
+    return this.send({ seq: 0, op: 'decode', id, bytes: stored }, true).then((res) => {
       if (!('buffer' in res)) throw new Error('codec worker answered decode without bytes');
-      return Buffer.from(res.buffer);
+      return Buffer.from(res.buffer, res.offset ?? 0, res.length ?? res.buffer.byteLength);
     });
   }
 
@@ -102,7 +105,7 @@ export class CodecPool {
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 
-  private send(req: CodecRequest): Promise<Answer> {
+  private send(req: CodecRequest, handOver = false): Promise<Answer> {
     if (this.closed) return Promise.reject(new Error('codec pool is closed'));
     req.seq = ++this.seq;
     // The least busy worker: chunks vary in size, so round robin would queue behind big ones.
@@ -110,7 +113,10 @@ export class CodecPool {
     for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
     // Shared memory crosses as it is; other bytes go as a copy the worker may keep.
     const transfer: ArrayBuffer[] = [];
-    if (!(req.bytes.buffer instanceof SharedArrayBuffer)) {
+    const backing = req.bytes.buffer;
+    if (handOver && backing instanceof ArrayBuffer && req.bytes.byteOffset === 0 && req.bytes.byteLength === backing.byteLength) {
+      transfer.push(backing);
+    } else if (!(backing instanceof SharedArrayBuffer)) {
       const copy = ownCopy(req.bytes);
       transfer.push(copy);
       req.bytes = new Uint8Array(copy);

@@ -15,8 +15,11 @@ port.on('message', (req: CodecRequest) => {
       const { id, bytes, codec } = encodeChunk(req.bytes);
       res = { seq: req.seq, ok: true, id, codec, buffer: exactBuffer(bytes) };
     } else if (req.op === 'decode') {
-      const plain = exactBuffer(decodeChunk(req.id, req.bytes));
-      res = { seq: req.seq, ok: true, id: req.id, buffer: plain };
+      const plain = decodeChunk(req.id, req.bytes);
+      // A raw chunk's plaintext is a view of the bytes received: they go back whole, uncopied.
+      res = plain.buffer === req.bytes.buffer && plain.buffer instanceof ArrayBuffer
+        ? { seq: req.seq, ok: true, id: req.id, buffer: plain.buffer, offset: plain.byteOffset, length: plain.length }
+        : { seq: req.seq, ok: true, id: req.id, buffer: exactBuffer(plain) };
     } else {
       res = { seq: req.seq, ok: true, ...chunk(req.bytes, req.from, req.boundaries) };
     }

@@ -92,7 +92,7 @@ export function decodeChunk(id: ChunkId, stored: Uint8Array): Buffer {
   const payload = view.subarray(HEADER);
   let plain: Buffer;
   if (codec === Codec.Raw) {
-    plain = Buffer.from(payload);
+    plain = payload; // a view: the caller owns the stored bytes
   } else if (codec === Codec.Zstd) {
     try {
       plain = decompress(payload);

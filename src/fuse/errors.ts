@@ -10,7 +10,11 @@ export class FuseError extends Error {
   readonly code: string;
 
   constructor(code: keyof typeof constants.errno, message?: string) {
+    // An errno answer, not a fault: no stack trace to capture.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? code);
+    Error.stackTraceLimit = limit;
     this.name = 'FuseError';
     this.code = code;
     this.errno = ERRNO[code] ?? constants.errno.EIO;

@@ -149,7 +149,8 @@ export class MetaClient implements MetaEngine {
   }
 
   async rmdir(parent: Ino, name: string): Promise<Ino> {
-    const ino = await this.engine.rmdir(parent, name);
+    const ino = await this.engine.rmdir(parent, name, await this.heldAt(parent, name));
+    if (this.opens.has(ino)) this.orphans.add(ino);
     this.names.delete(nameKey(parent, name));
     this.attrs.delete(parent);
     this.forget(ino);

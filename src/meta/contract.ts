@@ -140,7 +140,12 @@ export class MetaError extends Error {
     readonly code: 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EINVAL' | 'EPERM' | 'ENAMETOOLONG' | 'ENODATA' | 'EMLINK' | 'ERANGE' | 'ENOSPC',
     message?: string,
   ) {
+    // These are answers (ENOENT for every lookup of a new name), not faults: a stack trace would
+    // cost more than the answer.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? code);
+    Error.stackTraceLimit = limit;
     this.name = 'MetaError';
   }
 }
@@ -166,8 +171,8 @@ export interface MetaEngine {
    * the caller's process, which calls removeOrphan() after the last close. Open files are the
    * serving process's business (as in JuiceFS's client), so the engine keeps no count of them. */
   unlink(parent: Ino, name: string, held?: Ino): Promise<Removed>;
-  /** Returns the removed directory's inode. */
-  rmdir(parent: Ino, name: string): Promise<Ino>;
+  /** Returns the removed directory's inode; a `held` one is kept, with no links (see unlink). */
+  rmdir(parent: Ino, name: string, held?: Ino): Promise<Ino>;
   /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2), RENAME_WHITEOUT (4: a 0/0 character
    * device owned by `caller` takes the source's place). A replaced target is removed as by
    * unlink, `held` included. */

@@ -24,6 +24,8 @@ const EXTENT_WINDOW = 64 * MiB;
 export const DIRTY_LIMIT = 32 * MiB;
 const DIRTY_RANGE_LIMIT = 4096;
 const FORCE_CUT_AFTER = 8 * MiB;
+/** Chunks fetched ahead of a reader. */
+const PREFETCH_CHUNKS = 3;
 /** Chunks stored at once during a commit. */
 const CHUNKS_IN_FLIGHT = 4;
 /** Bytes gathered for the chunkers at a time: a shared batch holds them and the bytes left after
@@ -67,6 +69,8 @@ export class OpenFile {
   /** The size as the running commit sees it: committed bytes and the ranges being committed.
    * Writes that arrive meanwhile are the next commit's: this one neither reads nor re-chunks them. */
   private horizon = 0;
+  /** Where the last read ended: a read starting there is sequential. */
+  private readEnd = -1;
   private commits: Promise<void> = Promise.resolve();
 
   constructor(
@@ -343,9 +347,13 @@ export class OpenFile {
       pos = to;
     }
     if (pos < end) parts.push(zeros(end - pos));
-    // Sequential readers want the next chunk next: fetch it while this reply goes out.
-    const after = this.extentCache?.extents.find((e) => e.offset >= end);
-    if (after) this.parts.cache.prefetch(after.chunk);
+    // A sequential reader wants the next chunks next: fetch them while this reply goes out, so
+    // that decoding (on the codec workers) keeps ahead of it. Random readers get no prefetch.
+    if (offset === this.readEnd || offset === 0) {
+      const ahead = this.extentCache?.extents.filter((e) => e.offset >= end).slice(0, PREFETCH_CHUNKS) ?? [];
+      for (const e of ahead) this.parts.cache.prefetch(e.chunk);
+    }
+    this.readEnd = end;
     return parts;
   }
 }

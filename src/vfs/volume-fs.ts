@@ -27,7 +27,6 @@ const FUSE_ROOT = 1;
 const S_IFMT = 0o170000;
 /** st_blksize: applications size their I/O by it, and large requests suit chunking. */
 const BLKSIZE = 1024 * 1024;
-const O_ACCMODE = 3;
 /** readdir pages fetched from the metadata engine at a time. */
 const READDIR_PAGE = 256;
 /** Keeping a large write's buffer costs a pinned 1 MiB request buffer; smaller ones are copied. */
@@ -209,8 +208,15 @@ export class VolumeFs implements FuseOperations {
 
   // ---- directories ----
 
-  async opendir(): Promise<OpenReply> {
+  /** An open directory is held like an open file: removed while open, it keeps its attributes
+   * (with no links) until the last close, as fstat on it expects. */
+  async opendir(_ctx: RequestContext, ino: number): Promise<OpenReply> {
+    this.store.meta.open(this.toMeta(ino));
     return { fh: this.nextFh++ };
+  }
+
+  async releasedir(_ctx: RequestContext, ino: number): Promise<void> {
+    await this.store.meta.release(this.toMeta(ino));
   }
 
   async readdir(_ctx: RequestContext, ino: number, _fh: number, offset: number, out: DirentWriter): Promise<void> {
@@ -287,7 +293,8 @@ export class VolumeFs implements FuseOperations {
       if (!file) this.openFiles.set(id, (file = new OpenFile(id, size, this.parts)));
     }
     file.handles++;
-    if (flags & constants.O_TRUNC && (flags & O_ACCMODE) !== 0) await file.truncate(0);
+    // Even with O_RDONLY, as Linux does (the kernel has checked write permission).
+    if (flags & constants.O_TRUNC) await file.truncate(0);
     return { fh: this.nextFh++, keepCache: !file.isDirty };
   }
 

@@ -320,7 +320,7 @@ export class SqliteEngine {
     });
   }
 
-  rmdir(parent: Ino, name: string): Ino {
+  rmdir(parent: Ino, name: string, held?: Ino): Ino {
     return this.tx(() => {
       if (name === '.') throw new MetaError('EINVAL');
       if (name === '..') throw new MetaError('ENOTEMPTY');
@@ -333,7 +333,8 @@ export class SqliteEngine {
       this.st.deleteDentry!.run(parent, name);
       this.st.setNlink!.run(-1, t.sec, t.nsec, parent);
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
-      this.purge(d.ino);
+      if (d.ino === held) this.st.setNlink!.run(-this.row(d.ino).nlink, t.sec, t.nsec, d.ino);
+      else this.purge(d.ino);
       return d.ino;
     });
   }
