@@ -7,6 +7,13 @@
       "cflags_c": ["-std=gnu11"],
       "libraries": ["<!@(pkg-config --libs fuse3)"],
       "defines": ["NAPI_VERSION=8"]
+    },
+    {
+      "target_name": "orbit_content",
+      "sources": ["src/content/native/gear_cdc.c"],
+      "cflags": ["-O3", "-Wall", "-Wextra"],
+      "cflags_c": ["-std=gnu11"],
+      "defines": ["NAPI_VERSION=8"]
     }
   ]
 }

@@ -4,6 +4,8 @@
 // FORMAT: the GEAR table (its PRNG and seed), the mask construction and the cut rule below decide
 // every cut point. Changing any of them changes the chunks of every file, which breaks
 // deduplication against existing stores and peers: treat them as part of the on-disk/on-wire format.
+// native/gear_cdc.c cuts the same way, faster, with this file's table and masks.
+import { nativeContent } from './native.js';
 
 export interface ChunkingParams {
   /** No chunk is shorter, except the last of a stream. */
@@ -26,6 +28,7 @@ const MAX_MAX_SIZE = 1 << 30;
 const NORMALIZATION_LEVEL = 2;
 
 const GEAR_SEED = 0x4f524254; // "ORBT"
+const PUSH_SLICE = 1024 * 1024;
 
 /** 256 pseudo-random 32-bit values from splitmix32: a Weyl sequence (step 0x9e3779b9, the 32-bit
  * golden ratio) passed through MurmurHash3's fmix32 finalizer, starting from GEAR_SEED. Stored as
@@ -139,6 +142,20 @@ export class Chunker {
     this.chunkLength = n - start;
     this.hash = h;
     return cuts;
+  }
+
+  /** The lengths of the complete chunks of `data`, a whole stream or the rest of one from a cut
+   * point on (the bytes after the last cut are not a chunk yet); the chunker is left ready for a
+   * new stream. The native cutter (see native.ts) does it when built: it cuts at the same points. */
+  cutAll(data: Uint8Array): number[] {
+    this.reset();
+    const native = nativeContent();
+    if (native) return native.cuts(data, GEAR, this.minSize, this.avgSize, this.maxSize, this.hardMask >>> 0, this.easyMask >>> 0);
+    // Fed a slice at a time: many short calls get push() optimized sooner than one long call.
+    const lengths: number[] = [];
+    for (let at = 0; at < data.length; at += PUSH_SLICE) lengths.push(...this.push(data.subarray(at, at + PUSH_SLICE)));
+    this.reset();
+    return lengths;
   }
 
   /** Ends the stream: returns the length of its last, possibly short, chunk (0 when the stream

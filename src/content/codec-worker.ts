@@ -6,7 +6,6 @@ import { decodeChunk, encodeChunk } from './codec.js';
 import type { ChunkedBytes, CodecRequest, CodecResponse } from './codec-pool.js';
 
 const port = parentPort!;
-const PUSH_SLICE = 1024 * 1024;
 
 port.on('message', (req: CodecRequest) => {
   let res: CodecResponse;
@@ -34,11 +33,7 @@ function chunk(bytes: Uint8Array, from: number, boundaries: number[]): ChunkedBy
   const chunks: ChunkedBytes['chunks'] = [];
   let used = 0;
   let b = 0;
-  // Fed a slice at a time: many short calls get push() optimized sooner than one long call.
-  const chunker = new Chunker();
-  const lengths: number[] = [];
-  for (let at = 0; at < bytes.length; at += PUSH_SLICE) lengths.push(...chunker.push(bytes.subarray(at, at + PUSH_SLICE)));
-  for (const length of lengths) {
+  for (const length of new Chunker().cutAll(bytes)) {
     const { id, bytes: stored } = encodeChunk(bytes.subarray(used, used + length));
     chunks.push({ length, id, buffer: exactBuffer(stored) });
     used += length;

@@ -195,68 +195,82 @@ export class OpenFile {
     };
     const pieces: EncodedPiece[] = [];
     const encoding: Array<Promise<void>> = [];
+    // Chunks are pinned and stored a batch at a time, while the next batch is cut: the disk
+    // writes overlap the hashing. The extents name them all at the end, in one transaction.
+    const token = randomInt(2 ** 47);
+    const storing: Array<Promise<void>> = [];
+    const store = (found: EncodedPiece[]): void => {
+      pieces.push(...found);
+      const stored = (async () => {
+        await this.pin(found.map((c) => ({ id: c.id, size: c.length, storedSize: c.bytes.length })), token);
+        await forEachLimited(found, CHUNKS_IN_FLIGHT, async (c) => void (await this.parts.chunks.put(c.id, c.bytes)));
+      })();
+      stored.catch(() => undefined); // awaited below: until then, a failure is not unhandled
+      storing.push(stored);
+    };
     let batch: Buffer | undefined;
     let carry: Uint8Array = new Uint8Array(0); // bytes after the last cut (in batch)
     let cutAt = start; // where carry begins in the file
     let pos = start; // bytes before pos have been gathered
     let end: number | undefined;
 
-    while (end === undefined) {
-      // Later regions the window has reached are part of it.
-      reach(pos + 1);
-      // Past the change, the window ends where the data does (holes stay holes, and what follows
-      // them is cut as before), and, long past it, at the next old cut point.
-      const past = pos >= changedUntil;
-      if (pos >= this.horizon || (past && (await this.isHole(pos))) || (pos >= changedUntil + FORCE_CUT_AFTER && (await this.isBoundary(pos)))) {
-        if (carry.length > 0) {
-          const last = carry;
-          const at = cutAt;
-          encoding.push(this.parts.codec.encode(last).then(({ id, bytes }) => void pieces.push({ offset: at, length: last.length, id, bytes })));
-        }
-        end = pos;
-        break;
-      }
-      let limit = Math.min(this.horizon, pos + BATCH);
-      if (pos + BATCH >= changedUntil + FORCE_CUT_AFTER) limit = Math.min(limit, await this.nextBoundary(pos));
-      // Read no further than the data at pos goes: a hole after it must not be read as zeros.
-      const runEnd = await this.dataRunEnd(pos, limit);
-      if (runEnd > pos) limit = runEnd;
-      // Regions that begin in this batch are part of the window; the next one bounds resyncs.
-      reach(limit);
-      const nextRegion = next < regions.length ? regions[next]!.start : Infinity;
-
-      const previous = batch;
-      batch = borrowShared(carry.length + (limit - pos));
-      batch.set(carry, 0);
-      if (previous) returnShared(previous);
-      await this.readInto(pos, limit, batch, carry.length, this.committing);
-      // Old cut points the new ones may meet: past the change, before the next changed region.
-      const boundaries = (await this.extentsIn(cutAt + 1, limit - cutAt))
-        .map((e) => e.offset)
-        .filter((o) => o > cutAt && o <= limit && o >= changedUntil && o < nextRegion)
-        .map((o) => o - cutAt);
-      const res = await this.parts.codec.chunk(batch, { from: changedUntil - cutAt, boundaries });
-      for (const c of res.chunks) {
-        pieces.push({ offset: cutAt, length: c.length, id: c.id, bytes: Buffer.from(c.buffer) });
-        cutAt += c.length;
-      }
-      carry = batch.subarray(res.used);
-      pos = limit;
-      if (res.resynced) end = cutAt; // from here the old extents stand
-    }
-    await Promise.all(encoding);
-    if (batch) returnShared(batch);
-    pieces.sort((a, b) => a.offset - b.offset);
-    const infos: ChunkInfo[] = pieces.map((c) => ({ id: c.id, size: c.length, storedSize: c.bytes.length }));
-    const token = randomInt(2 ** 47);
-    await this.pin(infos, token);
     try {
-      await forEachLimited(pieces, CHUNKS_IN_FLIGHT, async (c) => void (await this.parts.chunks.put(c.id, c.bytes)));
+      while (end === undefined) {
+        // Later regions the window has reached are part of it.
+        reach(pos + 1);
+        // Past the change, the window ends where the data does (holes stay holes, and what follows
+        // them is cut as before), and, long past it, at the next old cut point.
+        const past = pos >= changedUntil;
+        if (pos >= this.horizon || (past && (await this.isHole(pos))) || (pos >= changedUntil + FORCE_CUT_AFTER && (await this.isBoundary(pos)))) {
+          if (carry.length > 0) {
+            const last = carry;
+            const at = cutAt;
+            encoding.push(this.parts.codec.encode(last).then(({ id, bytes }) => store([{ offset: at, length: last.length, id, bytes }])));
+          }
+          end = pos;
+          break;
+        }
+        let limit = Math.min(this.horizon, pos + BATCH);
+        if (pos + BATCH >= changedUntil + FORCE_CUT_AFTER) limit = Math.min(limit, await this.nextBoundary(pos));
+        // Read no further than the data at pos goes: a hole after it must not be read as zeros.
+        const runEnd = await this.dataRunEnd(pos, limit);
+        if (runEnd > pos) limit = runEnd;
+        // Regions that begin in this batch are part of the window; the next one bounds resyncs.
+        reach(limit);
+        const nextRegion = next < regions.length ? regions[next]!.start : Infinity;
+
+        const previous = batch;
+        batch = borrowShared(carry.length + (limit - pos));
+        batch.set(carry, 0);
+        if (previous) returnShared(previous);
+        await this.readInto(pos, limit, batch, carry.length, this.committing);
+        // Old cut points the new ones may meet: past the change, before the next changed region.
+        const boundaries = (await this.extentsIn(cutAt + 1, limit - cutAt))
+          .map((e) => e.offset)
+          .filter((o) => o > cutAt && o <= limit && o >= changedUntil && o < nextRegion)
+          .map((o) => o - cutAt);
+        const res = await this.parts.codec.chunk(batch, { from: changedUntil - cutAt, boundaries });
+        const found: EncodedPiece[] = [];
+        for (const c of res.chunks) {
+          found.push({ offset: cutAt, length: c.length, id: c.id, bytes: Buffer.from(c.buffer) });
+          cutAt += c.length;
+        }
+        if (found.length > 0) store(found);
+        carry = batch.subarray(res.used);
+        pos = limit;
+        if (res.resynced) end = cutAt; // from here the old extents stand
+      }
+      await Promise.all(encoding);
+      if (batch) returnShared(batch);
+      await Promise.all(storing);
+      pieces.sort((a, b) => a.offset - b.offset);
+      const infos: ChunkInfo[] = pieces.map((c) => ({ id: c.id, size: c.length, storedSize: c.bytes.length }));
       const extents: Extent[] = pieces.map((c) => ({ offset: c.offset, length: c.length, chunk: c.id, chunkOffset: 0 }));
       await this.parts.meta.writeExtents(this.ino, start, end - start, extents, infos, end, now(), token);
     } catch (err) {
       // Nothing names these chunks: gc may have them now rather than when the pins lapse (on a
       // full disk, that is the space needed to go on).
+      await Promise.allSettled(storing);
       await this.parts.meta.unpinChunks(token).catch(() => undefined);
       throw err;
     }

@@ -1,9 +1,11 @@
 // FastCDC chunker: boundaries independent of how input is pushed, size bounds, average size,
-// resynchronization after edits, degenerate input, pinned cut points and parameter checks.
+// resynchronization after edits, degenerate input, pinned cut points, the native cutter agreeing
+// with this one, and parameter checks.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Chunker, DEFAULT_CHUNKING, type ChunkingParams } from '../../src/content/chunker.js';
 import { chunkId } from '../../src/content/hash.js';
+import { nativeContent } from '../../src/content/native.js';
 
 const SMALL: ChunkingParams = { minSize: 2 * 1024, avgSize: 8 * 1024, maxSize: 32 * 1024 };
 const MiB = 1024 * 1024;
@@ -173,6 +175,25 @@ describe('chunker', () => {
     chunker.push(seededBytes(SMALL.minSize + 1000, 11));
     chunker.reset();
     assert.deepEqual(chunkLengths(SMALL, data, undefined, chunker), expected, 'reset() dropped the partial stream');
+  });
+
+  it('cuts in C (the native cutter) exactly where it cuts in TypeScript', () => {
+    assert.ok(nativeContent(), 'the native cutter was not built (build/Release/orbit_content.node): npm ci builds it');
+    const cases: Array<[ChunkingParams, number]> = [[DEFAULT_CHUNKING, 24 * MiB], [SMALL, 2 * MiB], [{ minSize: 64, avgSize: 64, maxSize: 64 }, 10_000]];
+    for (const [params, length] of cases) {
+      for (const seed of [1, 2, 3]) {
+        const data = seededBytes(length, seed);
+        // Text-like bytes too: long runs and few distinct values exercise the maxSize cut.
+        const text = data.map((b) => 97 + (b % 4));
+        for (const bytes of [data, text, new Uint8Array(length)]) {
+          const inTs = new Chunker(params).push(bytes);
+          const shared = new Uint8Array(new SharedArrayBuffer(length));
+          shared.set(bytes);
+          assert.deepEqual(new Chunker(params).cutAll(bytes), inTs, `params ${JSON.stringify(params)}, seed ${seed}`);
+          assert.deepEqual(new Chunker(params).cutAll(shared), inTs, 'from shared memory');
+        }
+      }
+    }
   });
 
   it('rejects invalid parameters with a RangeError', () => {
