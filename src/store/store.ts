@@ -19,9 +19,10 @@ import { LocalChunkStore } from '../pool/local-store.js';
 export const STORE_FORMAT = 1;
 export const DEFAULT_VOLUME = 'default';
 
-/** $ORBIT_HOME, else ~/.local/share/orbit. */
+/** $ORBIT_HOME, else ~/.local/share/orbit. An empty ORBIT_HOME counts as unset (as `ORBIT_HOME=`
+ * in a shell means), not as the current directory. */
 export function defaultHome(): string {
-  return process.env.ORBIT_HOME ?? path.join(homedir(), '.local', 'share', 'orbit');
+  return process.env.ORBIT_HOME || path.join(homedir(), '.local', 'share', 'orbit');
 }
 
 /** A store that cannot be opened or made, with a message a user can act on. */
