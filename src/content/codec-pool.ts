@@ -1,6 +1,6 @@
 // Runs content-defined chunking and the chunk codec (BLAKE3, zstd) on worker threads: every chunk
 // written or read goes through them, and all are CPU work that would stall the event loop serving
-// FUSE requests. Bytes being written travel in shared memory (see sharedBytes): no copies.
+// FUSE requests. Bytes being written travel in shared memory (see borrowShared): no copies.
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { startWorker } from '../threads.js';
@@ -65,7 +65,7 @@ export class CodecPool {
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
-  /** Names and encodes a chunk's plaintext. Shared bytes (sharedBytes) are read in place and
+  /** Names and encodes a chunk's plaintext. Shared bytes (borrowShared) are read in place and
    * must not change until this settles; others are copied, so the caller keeps its buffer. */
   encode(plain: Uint8Array): Promise<EncodeResult> {
     return this.send({ seq: 0, op: 'encode', bytes: plain }).then((res) => {

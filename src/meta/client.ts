@@ -13,10 +13,7 @@
 // it was asked (one thread, one queue), so an answer never lands after one that overtook it: the
 // cache always agrees with the database as of the last answer received. An engine that answers
 // out of order (a connection pool) needs versioned entries instead.
-import { FileType, MetaError, type Caller, type DirEntry, type InodeAttr, type Ino, type MetaEngine, type Removed, type Renamed } from './contract.js';
-
-const NAME_MAX = 255;
-const RENAME_WHITEOUT = 4;
+import { FileType, MetaError, NAME_MAX, RENAME_WHITEOUT, type Caller, type DirEntry, type InodeAttr, type Ino, type MetaEngine, type Removed, type Renamed } from './contract.js';
 
 /** Entries kept per map before the least recently used go. */
 const CACHE_ENTRIES = 200_000;

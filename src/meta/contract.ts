@@ -26,6 +26,14 @@ export const enum FileType {
   BlockDevice = 0o060000,
 }
 
+/** Longest name, in bytes (ENAMETOOLONG beyond). */
+export const NAME_MAX = 255;
+/** rename() flags, as renameat2(2) numbers them. */
+export const RENAME_NOREPLACE = 1;
+export const RENAME_EXCHANGE = 2;
+/** Leaves a whiteout (a 0/0 character device) where the source was: overlayfs asks for it. */
+export const RENAME_WHITEOUT = 4;
+
 /** Nanosecond time as [seconds, nanoseconds]: JavaScript numbers cannot hold ns since 1970. */
 export interface Time {
   sec: number;

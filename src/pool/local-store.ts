@@ -145,8 +145,7 @@ export class LocalChunkStore implements ChunkStore {
     const fs = await statfs(this.dir);
     // bavail, not bfree: the blocks a filesystem reserves for root are not the store's to plan
     // with; nor is the metadata's reserve.
-    const totalBytes = fs.blocks * fs.bsize;
-    return { totalBytes, freeBytes: Math.max(0, fs.bavail * fs.bsize - reserveFor(totalBytes)), usedBytes: this.usedBytes };
+    return { totalBytes: fs.blocks * fs.bsize, freeBytes: Math.max(0, roomFor(fs)), usedBytes: this.usedBytes };
   }
 
   async sync(): Promise<void> {
@@ -197,8 +196,7 @@ export class LocalChunkStore implements ChunkStore {
    * it unlink, rename and gc, the way out) working on a full disk. Fails with ENOSPC. */
   private async makeRoom(bytes: number): Promise<void> {
     if (this.room < ROOM_RECHECK || Date.now() - this.roomCheckedAt > 1000) {
-      const fs = await statfs(this.dir);
-      this.room = fs.bavail * fs.bsize - reserveFor(fs.blocks * fs.bsize);
+      this.room = roomFor(await statfs(this.dir));
       this.roomCheckedAt = Date.now();
     }
     if (this.room < bytes) {
@@ -279,8 +277,13 @@ export class LocalChunkStore implements ChunkStore {
 const ROOM_RECHECK = 64 * 1024 * 1024;
 
 /** Space chunks leave free for the metadata: 2% of the disk, at least 4 MiB, at most 256 MiB. */
-export function reserveFor(totalBytes: number): number {
+function reserveFor(totalBytes: number): number {
   return Math.min(256 * 1024 * 1024, Math.max(4 * 1024 * 1024, Math.floor(totalBytes * 0.02)));
+}
+
+/** Bytes chunks may still take on a filesystem (negative: past the reserve already). */
+function roomFor(fs: { bavail: number; bsize: number; blocks: number }): number {
+  return fs.bavail * fs.bsize - reserveFor(fs.blocks * fs.bsize);
 }
 
 function isMissing(err: unknown): boolean {

@@ -37,8 +37,7 @@ export class ChunkCache {
     if (!this.cached.has(id) && !this.loading.has(id)) this.get(id).catch(() => undefined);
   }
 
-  /** A chunk just written is likely read back (and its plaintext is at hand). */
-  add(id: ChunkId, plain: Buffer): void {
+  private keep(id: ChunkId, plain: Buffer): void {
     if (this.cached.has(id)) return;
     this.cached.set(id, plain);
     this.bytes += plain.length;
@@ -47,7 +46,7 @@ export class ChunkCache {
 
   private async load(id: ChunkId): Promise<Buffer> {
     const plain = await this.codec.decode(id, await this.chunks.get(id));
-    this.add(id, plain);
+    this.keep(id, plain);
     return plain;
   }
 

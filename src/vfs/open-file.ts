@@ -102,10 +102,21 @@ export class OpenFile {
   async read(offset: number, size: number): Promise<Buffer[]> {
     const end = Math.min(offset + size, this.size);
     if (end <= offset) return [];
-    if (!overlaps(this.committing, offset, end) && !overlaps(this.dirty, offset, end)) return this.committedBytes(offset, end);
-    const out = Buffer.allocUnsafe(end - offset);
-    await this.readInto(offset, end, out, 0);
-    return [out];
+    let parts: Buffer[];
+    if (!overlaps(this.committing, offset, end) && !overlaps(this.dirty, offset, end)) {
+      parts = await this.committedBytes(offset, end);
+    } else {
+      parts = [Buffer.allocUnsafe(end - offset)];
+      await this.readInto(offset, end, parts[0]!, 0);
+    }
+    // A sequential reader wants the next chunks next: fetch them while this reply goes out, so
+    // that decoding (on the codec workers) keeps ahead of it. Random readers get no prefetch.
+    if (offset === this.readEnd || offset === 0) {
+      const ahead = this.extentCache?.extents.filter((e) => e.offset >= end).slice(0, PREFETCH_CHUNKS) ?? [];
+      for (const e of ahead) this.parts.cache.prefetch(e.chunk);
+    }
+    this.readEnd = end;
+    return parts;
   }
 
   /** Copies the file's bytes [offset, end) into `out` at `at`: committed bytes under `buffered`
@@ -202,7 +213,7 @@ export class OpenFile {
     const store = (found: EncodedPiece[]): void => {
       pieces.push(...found);
       const stored = (async () => {
-        await this.pin(found.map((c) => ({ id: c.id, size: c.length, storedSize: c.bytes.length })), token);
+        await this.pin(found.map(chunkInfo), token);
         await forEachLimited(found, CHUNKS_IN_FLIGHT, async (c) => void (await this.parts.chunks.put(c.id, c.bytes)));
       })();
       stored.catch(() => undefined); // awaited below: until then, a failure is not unhandled
@@ -264,7 +275,7 @@ export class OpenFile {
       if (batch) returnShared(batch);
       await Promise.all(storing);
       pieces.sort((a, b) => a.offset - b.offset);
-      const infos: ChunkInfo[] = pieces.map((c) => ({ id: c.id, size: c.length, storedSize: c.bytes.length }));
+      const infos = pieces.map(chunkInfo);
       const extents: Extent[] = pieces.map((c) => ({ offset: c.offset, length: c.length, chunk: c.id, chunkOffset: 0 }));
       await this.parts.meta.writeExtents(this.ino, start, end - start, extents, infos, end, now(), token);
     } catch (err) {
@@ -361,15 +372,12 @@ export class OpenFile {
       pos = to;
     }
     if (pos < end) parts.push(zeros(end - pos));
-    // A sequential reader wants the next chunks next: fetch them while this reply goes out, so
-    // that decoding (on the codec workers) keeps ahead of it. Random readers get no prefetch.
-    if (offset === this.readEnd || offset === 0) {
-      const ahead = this.extentCache?.extents.filter((e) => e.offset >= end).slice(0, PREFETCH_CHUNKS) ?? [];
-      for (const e of ahead) this.parts.cache.prefetch(e.chunk);
-    }
-    this.readEnd = end;
     return parts;
   }
+}
+
+function chunkInfo(c: EncodedPiece): ChunkInfo {
+  return { id: c.id, size: c.length, storedSize: c.bytes.length };
 }
 
 function now(): { sec: number; nsec: number } {

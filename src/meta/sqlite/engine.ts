@@ -6,6 +6,10 @@ import type { Statement } from 'better-sqlite3';
 import {
   FileType,
   MetaError,
+  NAME_MAX,
+  RENAME_EXCHANGE,
+  RENAME_NOREPLACE,
+  RENAME_WHITEOUT,
   type AttrChanges,
   type Caller,
   type ChunkInfo,
@@ -24,11 +28,6 @@ import { MAX_EXTENT, SCHEMA, SCHEMA_VERSION } from './schema.js';
 
 const S_IFMT = 0o170000;
 const S_ISGID = 0o2000;
-const NAME_MAX = 255;
-const RENAME_NOREPLACE = 1;
-const RENAME_EXCHANGE = 2;
-/** Leaves a whiteout (a 0/0 character device) where the source was: overlayfs asks for it. */
-const RENAME_WHITEOUT = 4;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 
