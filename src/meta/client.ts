@@ -13,7 +13,7 @@
 // it was asked (one thread, one queue), so an answer never lands after one that overtook it: the
 // cache always agrees with the database as of the last answer received. An engine that answers
 // out of order (a connection pool) needs versioned entries instead.
-import { FileType, MetaError, NAME_MAX, RENAME_WHITEOUT, type Caller, type DirEntry, type InodeAttr, type Ino, type MetaEngine, type Removed, type Renamed } from './contract.js';
+import { FileType, MetaError, NAME_MAX, RENAME_WHITEOUT, type Caller, type DirEntry, type DirsChanged, type InodeAttr, type Ino, type Made, type MetaEngine, type Removal, type Removed, type Renamed } from './contract.js';
 
 /** Entries kept per map before the least recently used go. */
 const CACHE_ENTRIES = 200_000;
@@ -120,52 +120,47 @@ export class MetaClient implements MetaEngine {
     return this.keep(await this.engine.setattr(...a));
   }
 
-  async create(...a: Parameters<MetaEngine['create']>): Promise<InodeAttr> {
+  async create(...a: Parameters<MetaEngine['create']>): Promise<Made> {
     const [parent, name, node] = a;
-    const attr = await this.engine.create(...a);
-    this.attrs.delete(parent); // its times, and its link count for a directory
-    this.names.set(nameKey(parent, name), attr.ino);
-    if (node.type === FileType.Directory) this.complete.add(attr.ino);
-    return this.keep(attr);
+    const made = await this.engine.create(...a);
+    this.names.set(nameKey(parent, name), made.attr.ino);
+    if (node.type === FileType.Directory) this.complete.add(made.attr.ino);
+    this.keep(made.attr);
+    return this.keepDirs(made);
   }
 
-  async link(ino: Ino, parent: Ino, name: string): Promise<InodeAttr> {
-    const attr = await this.engine.link(ino, parent, name);
-    this.attrs.delete(parent);
-    this.names.set(nameKey(parent, name), attr.ino);
-    return this.keep(attr);
+  async link(ino: Ino, parent: Ino, name: string): Promise<Made> {
+    const made = await this.engine.link(ino, parent, name);
+    this.names.set(nameKey(parent, name), made.attr.ino);
+    this.keep(made.attr);
+    return this.keepDirs(made);
   }
 
   async unlink(parent: Ino, name: string): Promise<Removed> {
     const removed = await this.engine.unlink(parent, name, await this.heldAt(parent, name));
-    if (removed.orphaned && this.opens.has(removed.ino)) this.orphans.add(removed.ino);
     this.names.delete(nameKey(parent, name));
-    this.attrs.delete(parent);
     this.dropRemoved(removed);
-    return removed;
+    return this.keepDirs(removed);
   }
 
-  async rmdir(parent: Ino, name: string): Promise<Ino> {
-    const ino = await this.engine.rmdir(parent, name, await this.heldAt(parent, name));
-    if (this.opens.has(ino)) this.orphans.add(ino);
+  async rmdir(parent: Ino, name: string): Promise<Removed> {
+    const removed = await this.engine.rmdir(parent, name, await this.heldAt(parent, name));
     this.names.delete(nameKey(parent, name));
-    this.attrs.delete(parent);
-    this.forget(ino);
-    this.complete.delete(ino);
-    return ino;
+    this.dropRemoved(removed);
+    this.complete.delete(removed.ino);
+    return this.keepDirs(removed);
   }
 
   async rename(parent: Ino, name: string, newParent: Ino, newName: string, flags: number, caller?: Caller): Promise<Renamed> {
     const done = await this.engine.rename(parent, name, newParent, newName, flags, caller, await this.heldAt(newParent, newName));
-    if (done.replaced?.orphaned && this.opens.has(done.replaced.ino)) this.orphans.add(done.replaced.ino);
     // A whiteout, if asked for, now has the old name: it is looked up afresh.
     this.names.delete(nameKey(parent, name));
     if (flags & RENAME_WHITEOUT) this.complete.delete(parent);
     this.names.set(nameKey(newParent, newName), done.moved);
     if (done.exchanged !== undefined) this.names.set(nameKey(parent, name), done.exchanged);
-    for (const ino of [parent, newParent, done.moved, done.exchanged]) if (ino !== undefined) this.attrs.delete(ino);
+    for (const ino of [done.moved, done.exchanged]) if (ino !== undefined) this.attrs.delete(ino); // ctime
     if (done.replaced) this.dropRemoved(done.replaced);
-    return done;
+    return this.keepDirs(done);
   }
 
   readlink: MetaEngine['readlink'] = (...a) => this.engine.readlink(...a);
@@ -282,8 +277,16 @@ export class MetaClient implements MetaEngine {
     return attr;
   }
 
-  /** A name went: the inode's link count changed, and the inode itself may be gone. */
-  private dropRemoved(removed: Removed): void {
+  /** The directories' attributes after a change of names, as the engine reported them. */
+  private keepDirs<T extends DirsChanged>(changed: T): T {
+    for (const dir of changed.dirs) this.attrs.set(dir.ino, dir);
+    return changed;
+  }
+
+  /** A name went: the inode's link count changed, and the inode itself may be gone (unless it is
+   * open here: then it goes at its last close). */
+  private dropRemoved(removed: Removal): void {
+    if (removed.orphaned && this.opens.has(removed.ino)) this.orphans.add(removed.ino);
     if (removed.orphaned) this.forget(removed.ino);
     else this.attrs.delete(removed.ino);
   }

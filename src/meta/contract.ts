@@ -126,21 +126,37 @@ export interface Usage {
   inodes: number;
 }
 
-/** What an unlink or rename-over left behind: the inode, and whether its last name is gone. */
-export interface Removed {
+/** The directories a change of names altered (their times, and their link counts when
+ * subdirectories came or went), with their attributes afterwards: a caller that caches
+ * attributes replaces its copies instead of asking again. It matters: with default_permissions
+ * the kernel asks for a directory's attributes before every create or unlink in it. */
+export interface DirsChanged {
+  dirs: InodeAttr[];
+}
+
+/** A new name (create, link): the inode's attributes. */
+export interface Made extends DirsChanged {
+  attr: InodeAttr;
+}
+
+/** What losing a name left behind: the inode, and whether its last name is gone. */
+export interface Removal {
   ino: Ino;
   /** No names are left: the inode is gone, unless it was `held` (see unlink). */
   orphaned: boolean;
 }
 
+/** An unlink or rmdir. */
+export interface Removed extends Removal, DirsChanged {}
+
 /** What a rename moved, and what it displaced. */
-export interface Renamed {
+export interface Renamed extends DirsChanged {
   /** The inode that now has the new name. */
   moved: Ino;
   /** RENAME_EXCHANGE: the inode that now has the old name. */
   exchanged?: Ino;
   /** A target the rename replaced (a replaced directory is always gone). */
-  replaced?: Removed;
+  replaced?: Removal;
 }
 
 export class MetaError extends Error {
@@ -173,14 +189,14 @@ export interface MetaEngine {
   lookup(parent: Ino, name: string): Promise<InodeAttr>;
   getattr(ino: Ino): Promise<InodeAttr>;
   setattr(ino: Ino, changes: AttrChanges): Promise<InodeAttr>;
-  create(parent: Ino, name: string, node: NewNode, caller: Caller): Promise<InodeAttr>;
-  link(ino: Ino, parent: Ino, name: string): Promise<InodeAttr>;
+  create(parent: Ino, name: string, node: NewNode, caller: Caller): Promise<Made>;
+  link(ino: Ino, parent: Ino, name: string): Promise<Made>;
   /** An inode whose last name goes is removed with its contents, unless it is `held`: open in
    * the caller's process, which calls removeOrphan() after the last close. Open files are the
    * serving process's business (as in JuiceFS's client), so the engine keeps no count of them. */
   unlink(parent: Ino, name: string, held?: Ino): Promise<Removed>;
-  /** Returns the removed directory's inode; a `held` one is kept, with no links (see unlink). */
-  rmdir(parent: Ino, name: string, held?: Ino): Promise<Ino>;
+  /** A `held` directory is kept, with no links (see unlink). */
+  rmdir(parent: Ino, name: string, held?: Ino): Promise<Removed>;
   /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2), RENAME_WHITEOUT (4: a 0/0 character
    * device owned by `caller` takes the source's place). A replaced target is removed as by
    * unlink, `held` included. */

@@ -120,7 +120,7 @@ export class VolumeFs implements FuseOperations {
   }
 
   async link(_ctx: RequestContext, ino: number, newParent: number, newName: string): Promise<Entry> {
-    return this.entry(await this.store.meta.link(this.toMeta(ino), this.toMeta(newParent), newName));
+    return this.entry((await this.store.meta.link(this.toMeta(ino), this.toMeta(newParent), newName)).attr);
   }
 
   async unlink(_ctx: RequestContext, parent: number, name: string): Promise<void> {
@@ -279,7 +279,7 @@ export class VolumeFs implements FuseOperations {
   // ---- internals ----
 
   private async make(ctx: RequestContext, parent: number, name: string, node: NewNode): Promise<Entry> {
-    return this.entry(await this.store.meta.create(this.toMeta(parent), name, node, { uid: ctx.uid, gid: ctx.gid, umask: ctx.umask }));
+    return this.entry((await this.store.meta.create(this.toMeta(parent), name, node, { uid: ctx.uid, gid: ctx.gid, umask: ctx.umask })).attr);
   }
 
   /** `created`: a new, empty file. */

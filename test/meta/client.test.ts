@@ -68,9 +68,9 @@ describe('metadata cache', () => {
           const dir = dirOf(o.dir);
           await outcome(async () => {
             switch (o.op) {
-              case 'create': inos.add((await cached.create(dir, o.name, { type: FileType.Regular, perm: 0o644 }, me)).ino); break;
+              case 'create': inos.add((await cached.create(dir, o.name, { type: FileType.Regular, perm: 0o644 }, me)).attr.ino); break;
               case 'mkdir': {
-                const a = await cached.create(dir, o.name, { type: FileType.Directory, perm: 0o755 }, me);
+                const a = (await cached.create(dir, o.name, { type: FileType.Directory, perm: 0o755 }, me)).attr;
                 dirs.push(a.ino);
                 inos.add(a.ino);
                 break;

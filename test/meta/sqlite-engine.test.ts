@@ -39,9 +39,9 @@ describe('SQLite metadata engine', () => {
   });
 
   it('creates files, directories and symlinks, and finds them by name', () => {
-    const d = db.create(root, 'docs', dir, me);
-    const f = db.create(d.ino, 'a.txt', file, me);
-    const l = db.create(d.ino, 'link', { type: FileType.Symlink, perm: 0o777, target: 'a.txt' }, me);
+    const d = db.create(root, 'docs', dir, me).attr;
+    const f = db.create(d.ino, 'a.txt', file, me).attr;
+    const l = db.create(d.ino, 'link', { type: FileType.Symlink, perm: 0o777, target: 'a.txt' }, me).attr;
     assert.equal(db.lookup(d.ino, 'a.txt').ino, f.ino);
     assert.equal(db.lookup(d.ino, '..').ino, root);
     assert.equal(db.lookup(d.ino, '.').ino, d.ino);
@@ -54,32 +54,48 @@ describe('SQLite metadata engine', () => {
     assert.throws(() => db.create(d.ino, 'n'.repeat(256), file, me), { code: 'ENAMETOOLONG' });
   });
 
+  it('reports the attributes of the directories each change of names touched', () => {
+    const a = db.create(root, 'ta', dir, me);
+    assert.deepEqual(a.dirs, [db.getattr(root)]);
+    const f = db.create(a.attr.ino, 'f', file, me);
+    assert.deepEqual(f.dirs, [db.getattr(a.attr.ino)]);
+    assert.deepEqual(db.link(f.attr.ino, root, 'tf').dirs, [db.getattr(root)]);
+    const b = db.create(root, 'tb', dir, me).attr;
+    assert.deepEqual(db.rename(a.attr.ino, 'f', b.ino, 'g', 0).dirs, [db.getattr(a.attr.ino), db.getattr(b.ino)]);
+    assert.deepEqual(db.rename(root, 'tb', root, 'tc', 0).dirs, [db.getattr(root)]);
+    assert.deepEqual(db.unlink(root, 'tf').dirs, [db.getattr(root)]);
+    const rootBefore = db.getattr(root).nlink;
+    const gone = db.rmdir(root, 'ta');
+    assert.deepEqual(gone, { ino: a.attr.ino, orphaned: true, dirs: [db.getattr(root)] });
+    assert.equal(gone.dirs[0]!.nlink, rootBefore - 1);
+  });
+
   it('gives new entries a set-group-ID directory\'s group, and its bit to new directories', () => {
-    const g = db.create(root, 'shared', { type: FileType.Directory, perm: 0o2775 }, { uid: 0, gid: 50, umask: 0 });
-    const f = db.create(g.ino, 'f', file, me);
-    const sub = db.create(g.ino, 'sub', dir, me);
+    const g = db.create(root, 'shared', { type: FileType.Directory, perm: 0o2775 }, { uid: 0, gid: 50, umask: 0 }).attr;
+    const f = db.create(g.ino, 'f', file, me).attr;
+    const sub = db.create(g.ino, 'sub', dir, me).attr;
     assert.equal(f.gid, 50);
     assert.equal(sub.gid, 50);
     assert.equal(sub.mode & 0o2000, 0o2000);
   });
 
   it('keeps an unlinked inode the caller holds open until removeOrphan, and drops others at once', () => {
-    const f = db.create(root, 'tmpfile', file, me);
+    const f = db.create(root, 'tmpfile', file, me).attr;
     db.link(f.ino, root, 'second');
     assert.equal(db.getattr(f.ino).nlink, 2);
-    assert.deepEqual(db.unlink(root, 'tmpfile'), { ino: f.ino, orphaned: false });
-    assert.deepEqual(db.unlink(root, 'second', f.ino), { ino: f.ino, orphaned: true });
+    assert.deepEqual(db.unlink(root, 'tmpfile'), { ino: f.ino, orphaned: false, dirs: [db.getattr(root)] });
+    assert.deepEqual(db.unlink(root, 'second', f.ino), { ino: f.ino, orphaned: true, dirs: [db.getattr(root)] });
     assert.equal(db.getattr(f.ino).nlink, 0);
     assert.equal(db.removeOrphan(f.ino), true);
     assert.throws(() => db.getattr(f.ino), { code: 'ENOENT' });
-    const g = db.create(root, 'unheld', file, me);
-    assert.deepEqual(db.unlink(root, 'unheld', f.ino), { ino: g.ino, orphaned: true });
+    const g = db.create(root, 'unheld', file, me).attr;
+    assert.deepEqual(db.unlink(root, 'unheld', f.ino), { ino: g.ino, orphaned: true, dirs: [db.getattr(root)] });
     assert.throws(() => db.getattr(g.ino), { code: 'ENOENT' });
     assert.throws(() => db.link(db.lookup(root, 'docs').ino, root, 'dirlink'), { code: 'EPERM' });
   });
 
   it('removes only empty directories', () => {
-    const d = db.create(root, 'full', dir, me);
+    const d = db.create(root, 'full', dir, me).attr;
     db.create(d.ino, 'x', file, me);
     assert.throws(() => db.rmdir(root, 'full'), { code: 'ENOTEMPTY' });
     assert.throws(() => db.rmdir(d.ino, 'x'), { code: 'ENOTDIR' });
@@ -92,8 +108,8 @@ describe('SQLite metadata engine', () => {
   });
 
   it('renames: replaces, refuses with NOREPLACE, exchanges, moves directories, refuses loops', () => {
-    const a = db.create(root, 'ra', file, me);
-    const b = db.create(root, 'rb', file, me);
+    const a = db.create(root, 'ra', file, me).attr;
+    const b = db.create(root, 'rb', file, me).attr;
     assert.throws(() => db.rename(root, 'ra', root, 'rb', 1), { code: 'EEXIST' });
     db.rename(root, 'ra', root, 'rb', 2);
     assert.equal(db.lookup(root, 'ra').ino, b.ino);
@@ -102,9 +118,9 @@ describe('SQLite metadata engine', () => {
     assert.equal(db.lookup(root, 'rb').ino, b.ino);
     assert.throws(() => db.getattr(a.ino), { code: 'ENOENT' });
 
-    const p1 = db.create(root, 'p1', dir, me);
-    const p2 = db.create(root, 'p2', dir, me);
-    const child = db.create(p1.ino, 'child', dir, me);
+    const p1 = db.create(root, 'p1', dir, me).attr;
+    const p2 = db.create(root, 'p2', dir, me).attr;
+    const child = db.create(p1.ino, 'child', dir, me).attr;
     db.rename(p1.ino, 'child', p2.ino, 'moved', 0);
     assert.equal(db.getattr(p1.ino).nlink, 2);
     assert.equal(db.getattr(p2.ino).nlink, 3);
@@ -116,7 +132,7 @@ describe('SQLite metadata engine', () => {
   });
 
   it('lists directories in pages whose cookies stay valid while entries change', () => {
-    const d = db.create(root, 'list', dir, me);
+    const d = db.create(root, 'list', dir, me).attr;
     for (let i = 0; i < 50; i++) db.create(d.ino, `e${i}`, file, me);
     const first = db.readdir(d.ino, 0, 20);
     assert.deepEqual(first.slice(0, 2).map((e) => e.name), ['.', '..']);
@@ -138,7 +154,7 @@ describe('SQLite metadata engine', () => {
   });
 
   it('replaces extents in a range, trimming what sticks out, and counts chunk references', () => {
-    const f = db.create(root, 'data', file, me);
+    const f = db.create(root, 'data', file, me).attr;
     const t = { sec: 1, nsec: 0 };
     const whole: Extent[] = [
       { offset: 0, length: 100, chunk: id(1), chunkOffset: 0 },
@@ -169,8 +185,8 @@ describe('SQLite metadata engine', () => {
 
   it('reports usage: logical bytes, stored bytes of distinct chunks, inodes', () => {
     const t = { sec: 1, nsec: 0 };
-    const a = db.create(root, 'u1', file, me);
-    const b = db.create(root, 'u2', file, me);
+    const a = db.create(root, 'u1', file, me).attr;
+    const b = db.create(root, 'u2', file, me).attr;
     db.writeExtents(a.ino, 0, 1000, [{ offset: 0, length: 1000, chunk: id(9), chunkOffset: 0 }], [chunk(9, 1000)], 1000, t, 0);
     db.writeExtents(b.ino, 0, 1000, [{ offset: 0, length: 1000, chunk: id(9), chunkOffset: 0 }], [chunk(9, 1000)], 1000, t, 0);
     const u = db.usage('home');
@@ -181,7 +197,7 @@ describe('SQLite metadata engine', () => {
   });
 
   it('keeps extended attributes, honouring XATTR_CREATE and XATTR_REPLACE', () => {
-    const f = db.create(root, 'x', file, me);
+    const f = db.create(root, 'x', file, me).attr;
     db.setxattr(f.ino, 'user.a', Buffer.from('1'), 0);
     assert.throws(() => db.setxattr(f.ino, 'user.a', Buffer.from('2'), 1), { code: 'EEXIST' });
     assert.throws(() => db.setxattr(f.ino, 'user.b', Buffer.from('2'), 2), { code: 'ENODATA' });
@@ -194,7 +210,7 @@ describe('SQLite metadata engine', () => {
   });
 
   it('keeps everything across a sync, close and reopen', () => {
-    const f = db.create(root, 'persist', file, me);
+    const f = db.create(root, 'persist', file, me).attr;
     db.setattr(f.ino, { mode: 0o600, mtime: { sec: 123, nsec: 456 } });
     db.sync();
     db.close();
@@ -215,7 +231,7 @@ describe('SQLite metadata engine', () => {
 
   it('recovers after a crash: inodes kept for open files that are gone are removed', () => {
     const { root: r } = db.createVolume('crashy', me);
-    const held = db.create(r, 'held', file, me);
+    const held = db.create(r, 'held', file, me).attr;
     db.create(r, 'kept', file, me);
     db.unlink(r, 'held', held.ino); // the process dies here, holding it
     assert.equal(db.getattr(held.ino).nlink, 0, 'a held inode outlives its last name');
@@ -239,7 +255,7 @@ describe('SQLite metadata engine', () => {
     db.forgetChunks([id(100), id(101)]);
     assert.deepEqual(db.pinChunks([chunk(100, 10)], 9, t + 60_000), [], 'forgotten: pinned afresh');
     // Naming it in writeExtents drops the writer's pin: once unreferenced again, gc may take it.
-    const f = db.create(root, 'pinned', file, me);
+    const f = db.create(root, 'pinned', file, me).attr;
     db.writeExtents(f.ino, 0, 10, [{ offset: 0, length: 10, chunk: id(100), chunkOffset: 0 }], [chunk(100, 10)], 10, { sec: 1, nsec: 0 }, 9);
     db.unlink(root, 'pinned');
     assert.deepEqual(db.claimUnreferenced(10, t).filter(mine).map((c) => c.id), [id(100)]);

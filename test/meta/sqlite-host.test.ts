@@ -24,10 +24,10 @@ describe('SQLite engine on its thread', () => {
   it('answers operations, many in flight, in order of arrival', async () => {
     const { root } = await meta.createVolume('v', me);
     const made = await Promise.all(Array.from({ length: 100 }, (_, i) => meta.create(root, `f${i}`, { type: FileType.Regular, perm: 0o644 }, me)));
-    assert.equal(new Set(made.map((a) => a.ino)).size, 100);
+    assert.equal(new Set(made.map((m) => m.attr.ino)).size, 100);
     const listed = await meta.readdir(root, 0, 1000);
     assert.equal(listed.length, 102);
-    assert.equal((await meta.lookup(root, 'f42')).ino, made[42]!.ino);
+    assert.equal((await meta.lookup(root, 'f42')).ino, made[42]!.attr.ino);
   });
 
   it('rejects with MetaError carrying the errno code', async () => {

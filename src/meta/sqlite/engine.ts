@@ -17,7 +17,9 @@ import {
   type Extent,
   type InodeAttr,
   type Ino,
+  type Made,
   type NewNode,
+  type Removal,
   type Removed,
   type Renamed,
   type Time,
@@ -269,7 +271,7 @@ export class SqliteEngine {
     });
   }
 
-  create(parent: Ino, name: string, node: NewNode, caller: Caller): InodeAttr {
+  create(parent: Ino, name: string, node: NewNode, caller: Caller): Made {
     return this.tx(() => {
       checkName(name);
       const dir = this.dirRow(parent);
@@ -285,11 +287,11 @@ export class SqliteEngine {
       this.st.insertDentry!.run(parent, name, ino, node.type);
       if (directory) this.st.setNlink!.run(1, t.sec, t.nsec, parent);
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
-      return this.getattr(ino);
+      return { attr: this.getattr(ino), dirs: [this.getattr(parent)] };
     });
   }
 
-  link(ino: Ino, parent: Ino, name: string): InodeAttr {
+  link(ino: Ino, parent: Ino, name: string): Made {
     return this.tx(() => {
       checkName(name);
       const r = this.row(ino);
@@ -302,7 +304,7 @@ export class SqliteEngine {
       this.st.insertDentry!.run(parent, name, ino, r.mode & S_IFMT);
       this.st.setNlink!.run(1, t.sec, t.nsec, ino);
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
-      return this.getattr(ino);
+      return { attr: this.getattr(ino), dirs: [this.getattr(parent)] };
     });
   }
 
@@ -315,11 +317,11 @@ export class SqliteEngine {
       const t = now();
       this.st.deleteDentry!.run(parent, name);
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
-      return this.dropName(d.ino, t, held);
+      return { ...this.dropName(d.ino, t, held), dirs: [this.getattr(parent)] };
     });
   }
 
-  rmdir(parent: Ino, name: string, held?: Ino): Ino {
+  rmdir(parent: Ino, name: string, held?: Ino): Removed {
     return this.tx(() => {
       if (name === '.') throw new MetaError('EINVAL');
       if (name === '..') throw new MetaError('ENOTEMPTY');
@@ -334,7 +336,7 @@ export class SqliteEngine {
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
       if (d.ino === held) this.st.setNlink!.run(-this.row(d.ino).nlink, t.sec, t.nsec, d.ino);
       else this.purge(d.ino);
-      return d.ino;
+      return { ino: d.ino, orphaned: true, dirs: [this.getattr(parent)] };
     });
   }
 
@@ -350,7 +352,7 @@ export class SqliteEngine {
       const dst = this.st.dentry!.get(newParent, newName) as { ino: number; type: number } | undefined;
       const srcDir = src.type === FileType.Directory;
       const t = now();
-      const done: Renamed = { moved: src.ino };
+      const done: Renamed = { moved: src.ino, dirs: [] };
       if (flags & RENAME_EXCHANGE) {
         if (!dst) throw new MetaError('ENOENT');
         const dstDir = dst.type === FileType.Directory;
@@ -392,6 +394,7 @@ export class SqliteEngine {
       this.st.touchCtime!.run(t.sec, t.nsec, src.ino);
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
       if (newParent !== parent) this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, newParent);
+      done.dirs = parent === newParent ? [this.getattr(parent)] : [this.getattr(parent), this.getattr(newParent)];
       return done;
     });
   }
@@ -623,7 +626,7 @@ export class SqliteEngine {
   }
 
   /** One name of a non-directory is gone: the inode goes too when nothing else holds it. */
-  private dropName(ino: Ino, t: Time, held: Ino | undefined): Removed {
+  private dropName(ino: Ino, t: Time, held: Ino | undefined): Removal {
     this.st.setNlink!.run(-1, t.sec, t.nsec, ino);
     const r = this.row(ino);
     if (r.nlink > 0) return { ino, orphaned: false };
