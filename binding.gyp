@@ -14,6 +14,13 @@
       "cflags": ["-O3", "-Wall", "-Wextra"],
       "cflags_c": ["-std=gnu11"],
       "defines": ["NAPI_VERSION=8"]
+    },
+    {
+      "target_name": "orbit_pool",
+      "sources": ["src/pool/native/crc32c.c"],
+      "cflags": ["-O3", "-Wall", "-Wextra"],
+      "cflags_c": ["-std=gnu11"],
+      "defines": ["NAPI_VERSION=8"]
     }
   ]
 }

@@ -3,6 +3,7 @@
 import { Command, CommanderError, type ErrorOptions, type HelpContext } from 'commander';
 import { addMaintenanceCommands } from './maintenance-commands.js';
 import { addMountCommands } from './mount-commands.js';
+import { addPoolCommands } from './pool-commands.js';
 import { reportError } from './output.js';
 import { addStoreCommands } from './store-commands.js';
 
@@ -45,6 +46,7 @@ function buildProgram(): Command {
   addStoreCommands(program);
   addMountCommands(program);
   addMaintenanceCommands(program);
+  addPoolCommands(program);
   return program;
 }
 

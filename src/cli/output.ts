@@ -2,6 +2,9 @@
 // one line each.
 import { MetaError } from '../meta/contract.js';
 import { MountError } from '../fuse/errors.js';
+import { DiskUnavailableError } from '../pool/disk.js';
+import { PoolConfigError } from '../pool/pool-config.js';
+import { PolicyError } from '../pool/policy.js';
 import { StoreError } from '../store/store.js';
 
 /** A failure whose message is written for the user: printed as it is, without a stack. */
@@ -57,7 +60,8 @@ function isSystemError(err: Error): boolean {
 
 /** Whether `err`'s message is meant for the user, rather than a bug's description. */
 export function isUserError(err: unknown): err is Error {
-  return err instanceof CliError || err instanceof StoreError || err instanceof MountError || err instanceof MetaError || (err instanceof Error && isSystemError(err));
+  const known = [CliError, StoreError, MountError, MetaError, PoolConfigError, PolicyError, DiskUnavailableError];
+  return known.some((type) => err instanceof type) || (err instanceof Error && isSystemError(err));
 }
 
 /** `err` as one line, without the "orbit: " prefix. */

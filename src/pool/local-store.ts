@@ -76,7 +76,8 @@ export class LocalChunkStore implements ChunkStore {
     return store;
   }
 
-  async put(id: ChunkId, bytes: Uint8Array): Promise<'stored' | 'existed'> {
+  /** `bytes` may come in parts (a header and a payload): they are written one after another. */
+  async put(id: ChunkId, bytes: Uint8Array | readonly Uint8Array[]): Promise<'stored' | 'existed'> {
     this.assertOpen();
     assertChunkId(id);
     for (;;) {
@@ -128,6 +129,11 @@ export class LocalChunkStore implements ChunkStore {
     return true;
   }
 
+  /** Bytes of the chunks stored (as capacity() counts them), without a statfs. */
+  get storedBytes(): number {
+    return this.usedBytes;
+  }
+
   async stat(id: ChunkId): Promise<ChunkStat | undefined> {
     this.assertOpen();
     assertChunkId(id);
@@ -138,6 +144,18 @@ export class LocalChunkStore implements ChunkStore {
   async *iterate(): AsyncGenerator<ChunkStat> {
     this.assertOpen();
     for await (const leaf of this.leafDirs()) yield* await this.statLeaf(leaf);
+  }
+
+  /** The 4-hex-digit prefixes under which chunks may be (fan-out directories that exist). */
+  async *prefixes(): AsyncGenerator<string> {
+    this.assertOpen();
+    for await (const leaf of this.leafDirs()) yield leaf.prefix;
+  }
+
+  /** The chunks whose ids start with `prefix` (4 hex digits). */
+  async chunksUnder(prefix: string): Promise<ChunkStat[]> {
+    this.assertOpen();
+    return this.statLeaf({ prefix, path: path.join(this.chunksDir, prefix.slice(0, 2), prefix.slice(2, 4)) });
   }
 
   async capacity(): Promise<StoreCapacity> {
@@ -172,9 +190,10 @@ export class LocalChunkStore implements ChunkStore {
     return path.join(this.chunksDir, id.slice(0, 2), id.slice(2, 4), id);
   }
 
-  private async store(id: ChunkId, bytes: Uint8Array): Promise<'stored' | 'existed'> {
+  private async store(id: ChunkId, bytes: Uint8Array | readonly Uint8Array[]): Promise<'stored' | 'existed'> {
     if ((await sizeOf(this.chunkPath(id))) !== undefined) return 'existed';
-    await this.makeRoom(bytes.byteLength);
+    const length = bytes instanceof Uint8Array ? bytes.byteLength : bytes.reduce((n, b) => n + b.byteLength, 0);
+    await this.makeRoom(length);
     const leaf = await this.fanOutDir(id);
     const file = path.join(leaf, id);
     const temp = path.join(this.tmpDir, `${id}.${randomUUID()}`);
@@ -186,7 +205,7 @@ export class LocalChunkStore implements ChunkStore {
       await discard(temp);
     }
     if (!linked) return 'existed';
-    this.usedBytes += bytes.byteLength;
+    this.usedBytes += length;
     this.dirtyFiles.add(file);
     this.dirtyDirs.add(leaf);
     return 'stored';

@@ -37,6 +37,11 @@ export async function fsck(store: Store, opts: { repair?: boolean } = {}): Promi
       try {
         stored = await store.chunks.get(c.id);
       } catch (err) {
+        // The pool found fragments, but too few good ones to rebuild the chunk from.
+        if ((err as Error).name === 'ChunkUnreadableError') {
+          problems.push({ kind: 'corrupt-chunk', chunk: c.id, files: await store.meta.filesUsing(c.id, FILES_NAMED), detail: (err as Error).message });
+          continue;
+        }
         if ((err as { code?: string }).code !== 'ENOENT') throw err;
         problems.push({ kind: 'missing-chunk', chunk: c.id, files: await store.meta.filesUsing(c.id, FILES_NAMED) });
         continue;

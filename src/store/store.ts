@@ -4,7 +4,8 @@
 //
 //   <home>/store.json        format version and identity; its presence makes a directory a store
 //   <home>/meta.db           metadata (SQLite, WAL)
-//   <home>/pool/             the chunk pool (one local disk for now: chunks/ and tmp/ inside)
+//   <home>/pool.json         the chunk pool: its disks and default policy (src/pool/pool-config.ts)
+//   <home>/pool/             the pool's first disk, made with the store (others are anywhere)
 //   <home>/run/<volume>.json the process serving a mounted volume, and where
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -13,10 +14,14 @@ import path from 'node:path';
 import { CodecPool } from '../content/codec-pool.js';
 import { MetaClient } from '../meta/client.js';
 import { SqliteMeta } from '../meta/sqlite/host.js';
-import type { ChunkStore } from '../pool/contract.js';
-import { LocalChunkStore } from '../pool/local-store.js';
+import { Disk } from '../pool/disk.js';
+import { Pool } from '../pool/pool.js';
+import { newPoolConfig, writePoolConfig } from '../pool/pool-config.js';
+import { componentLogger } from '../log.js';
+import { isAlive } from '../processes.js';
 
-export const STORE_FORMAT = 1;
+/** 2: the pool of disks (pool.json, fragments with headers); 1 kept chunks whole in <home>/pool. */
+export const STORE_FORMAT = 2;
 export const DEFAULT_VOLUME = 'default';
 
 /** $ORBIT_HOME, else ~/.local/share/orbit. An empty ORBIT_HOME counts as unset (as `ORBIT_HOME=`
@@ -51,7 +56,7 @@ export class Store {
     readonly home: string,
     readonly id: string,
     readonly meta: MetaClient,
-    readonly chunks: ChunkStore,
+    readonly chunks: Pool,
     readonly codec: CodecPool,
   ) {}
 
@@ -62,7 +67,11 @@ export class Store {
     const entries = await readdir(root).catch(() => [] as string[]);
     if (entries.length > 0) throw new StoreError(`${root} is not empty and is not an Orbit store; choose another --home`);
     await mkdir(root, { recursive: true, mode: 0o700 });
-    const store = await Store.openParts(root, randomUUID());
+    const id = randomUUID();
+    const firstDisk = path.join(root, 'pool');
+    await Disk.label(firstDisk, id, 'home');
+    await writePoolConfig(root, newPoolConfig(id, { id: 'home', path: firstDisk, state: 'active', added: new Date().toISOString() }));
+    const store = await Store.openParts(root, id);
     await store.meta.createVolume(DEFAULT_VOLUME, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, umask: 0o022 });
     await store.meta.sync();
     // Written last: a store is only a store once everything it names exists.
@@ -81,7 +90,7 @@ export class Store {
 
   private static async openParts(root: string, id: string): Promise<Store> {
     const meta = new MetaClient(await SqliteMeta.open(path.join(root, 'meta.db')));
-    const chunks = await LocalChunkStore.open(path.join(root, 'pool'));
+    const chunks = await Pool.open(root, componentLogger('pool'));
     const codec = new CodecPool();
     await codec.ready();
     return new Store(root, id, meta, chunks, codec);
@@ -147,14 +156,5 @@ async function readJson<T>(file: string): Promise<T | undefined> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new StoreError(`${file} is unreadable: ${(err as Error).message}`);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

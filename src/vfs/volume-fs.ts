@@ -156,7 +156,7 @@ export class VolumeFs implements FuseOperations {
       // Content the metadata names is damaged or missing: the reader gets EIO (not the chunk
       // store's ENOENT), and the log says which file.
       const name = (err as { name?: string }).name;
-      if (name === 'ChunkCorruptError' || name === 'ChunkNotFoundError') {
+      if (name === 'ChunkCorruptError' || name === 'ChunkNotFoundError' || name === 'ChunkUnreadableError') {
         this.log.error({ ino: id, offset, err: (err as Error).message }, 'file content unreadable: read answered EIO');
         throw new FuseError('EIO');
       }

@@ -1,0 +1,117 @@
+// The pool's configuration, <home>/pool.json: its disks and its default policy. Every process of
+// the store reads it (each mount, gc, fsck, the CLI); the CLI changes it under a lock, by writing
+// a new file and renaming it into place, so readers see the old or the new one, never half.
+// Processes that run long re-read it when it changes (Pool.refresh), which is how a disk added
+// while volumes are mounted is used at once.
+import { randomUUID } from 'node:crypto';
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { DiskConfig } from './disk.js';
+import { isAlive } from '../processes.js';
+import { formatPolicy, parsePolicy, type Policy } from './policy.js';
+
+export const POOL_FILE = 'pool.json';
+const POOL_FORMAT = 1;
+
+export interface PoolConfig {
+  format: number;
+  /** The pool's id (the store's): every disk's label names it. */
+  id: string;
+  /** The policy of new chunks; absent: the default for the number of active disks. */
+  policy?: string;
+  disks: DiskConfig[];
+}
+
+export class PoolConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PoolConfigError';
+  }
+}
+
+export async function readPoolConfig(home: string): Promise<PoolConfig> {
+  const file = path.join(home, POOL_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new PoolConfigError(`cannot read the pool configuration ${file}: ${(err as Error).message}`);
+  }
+  let config: PoolConfig;
+  try {
+    config = JSON.parse(text) as PoolConfig;
+  } catch (err) {
+    throw new PoolConfigError(`the pool configuration ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (config.format !== POOL_FORMAT) throw new PoolConfigError(`the pool configuration ${file} has format ${config.format}; this Orbit reads ${POOL_FORMAT}`);
+  if (config.policy !== undefined) parsePolicy(config.policy);
+  return config;
+}
+
+/** When pool.json last changed (to notice a change made by another process). */
+export async function poolConfigVersion(home: string): Promise<number> {
+  return (await stat(path.join(home, POOL_FILE))).mtimeMs;
+}
+
+export function newPoolConfig(id: string, firstDisk: DiskConfig): PoolConfig {
+  return { format: POOL_FORMAT, id, disks: [firstDisk] };
+}
+
+export async function writePoolConfig(home: string, config: PoolConfig): Promise<void> {
+  const file = path.join(home, POOL_FILE);
+  const temp = `${file}.${randomUUID()}.tmp`;
+  const handle = await open(temp, 'wx', 0o600);
+  try {
+    await handle.writeFile(JSON.stringify(config, null, 2) + '\n');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, file);
+  const dir = await open(home, 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+/**
+ * Runs `change` on the current configuration while holding <home>/pool.lock, and writes what it
+ * returns. A lock left by a dead process is taken over.
+ */
+export async function updatePoolConfig<T>(home: string, change: (config: PoolConfig) => Promise<T> | T): Promise<T> {
+  const lock = path.join(home, 'pool.lock');
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await writeFile(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number(await readFile(lock, 'utf8').catch(() => ''));
+      if (!Number.isInteger(holder) || holder <= 0 || !isAlive(holder)) {
+        await rm(lock, { force: true });
+        continue;
+      }
+      if (attempt > 300) throw new PoolConfigError(`the pool configuration is locked by process ${holder}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    const config = await readPoolConfig(home);
+    const result = await change(config);
+    await writePoolConfig(home, config);
+    return result;
+  } finally {
+    await rm(lock, { force: true });
+  }
+}
+
+export function configuredPolicy(config: PoolConfig): Policy | undefined {
+  return config.policy === undefined ? undefined : parsePolicy(config.policy);
+}
+
+export function setConfiguredPolicy(config: PoolConfig, policy: Policy | undefined): void {
+  if (policy === undefined) delete config.policy;
+  else config.policy = formatPolicy(policy);
+}

@@ -1,0 +1,90 @@
+// The pool's long walks over its chunks: rebuild (back to full redundancy after a disk is lost),
+// drain (empty a disk being removed) and scrub (read every fragment, check it, repair what is
+// bad). Each is a loop of Pool.heal over a set of chunks, so a walk stopped anywhere (a crash, ^C)
+// is simply run again: what it already did is found done.
+import type { ChunkId } from './contract.js';
+import type { Pool } from './pool.js';
+
+export interface WalkReport {
+  /** Chunks looked at. */
+  chunks: number;
+  /** Fragment bytes read back and checked (scrub). */
+  bytes: number;
+  /** Corrupt fragments found. */
+  corrupt: number;
+  /** Fragments written: rebuilt, replaced or moved. */
+  written: number;
+  /** Chunks with fewer fragments than their policy (found by a scrub without --repair). */
+  degraded: number;
+  /** Chunks that cannot be rebuilt: fewer fragments are left than a read needs. */
+  lost: ChunkId[];
+}
+
+export interface WalkOptions {
+  /** Called after each chunk. */
+  onProgress?: (report: WalkReport) => void;
+  /** Only look, write nothing (scrub without --repair). */
+  checkOnly?: boolean;
+  /** Read at most this many bytes a second (scrub's intensity); absent: as fast as the disks go. */
+  bytesPerSecond?: number;
+  /** Stops the walk between chunks. */
+  signal?: AbortSignal;
+}
+
+function emptyReport(): WalkReport {
+  return { chunks: 0, bytes: 0, corrupt: 0, written: 0, degraded: 0, lost: [] };
+}
+
+async function walk(pool: Pool, ids: AsyncIterable<ChunkId>, opts: WalkOptions): Promise<WalkReport> {
+  const report = emptyReport();
+  const started = Date.now();
+  for await (const id of ids) {
+    if (opts.signal?.aborted) break;
+    if (opts.checkOnly) {
+      const state = await pool.inspect(id);
+      report.bytes += state.bytes;
+      report.corrupt += state.corrupt;
+      if (state.lost) report.lost.push(id);
+      else if (state.degraded) report.degraded++;
+    } else {
+      const r = await pool.heal(id);
+      report.bytes += r.bytes;
+      report.corrupt += r.corrupt;
+      report.written += r.written;
+      if (r.lost) report.lost.push(id);
+    }
+    report.chunks++;
+    opts.onProgress?.(report);
+    if (opts.bytesPerSecond) {
+      // Ahead of the allowed rate: wait until the bytes read so far are due.
+      const due = started + (report.bytes / opts.bytesPerSecond) * 1000;
+      if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+    }
+  }
+  return report;
+}
+
+async function* allChunks(pool: Pool): AsyncGenerator<ChunkId> {
+  for await (const c of pool.iterate()) yield c.id;
+}
+
+/** Every chunk back to its policy's full redundancy, on the disks there are now. */
+export function rebuild(pool: Pool, opts: WalkOptions = {}): Promise<WalkReport> {
+  return walk(pool, allChunks(pool), opts);
+}
+
+/** Reads every fragment and checks it; with checkOnly, reports and writes nothing. */
+export function scrub(pool: Pool, opts: WalkOptions = {}): Promise<WalkReport> {
+  return walk(pool, allChunks(pool), opts);
+}
+
+/** Moves every fragment off a draining disk (heal copies a draining disk's fragments to active
+ * ones before deleting them). */
+export function drain(pool: Pool, diskId: string, opts: WalkOptions = {}): Promise<WalkReport> {
+  const disk = pool.disks().find((d) => d.config.id === diskId)?.disk;
+  if (!disk) throw new Error(`disk ${diskId} is not readable: its fragments can only be rebuilt from the others (orbit pool rebuild)`);
+  const ids = async function* (): AsyncGenerator<ChunkId> {
+    for await (const prefix of disk.prefixes()) for (const c of await disk.chunksUnder(prefix)) yield c.id;
+  };
+  return walk(pool, ids(), opts);
+}
