@@ -9,7 +9,7 @@ import { Disk, type DiskConfig, type DiskState } from '../pool/disk.js';
 import { configuredPolicy, readPoolConfig, setConfiguredPolicy, updatePoolConfig } from '../pool/pool-config.js';
 import { formatPolicy, parsePolicy, PolicyError } from '../pool/policy.js';
 import type { Pool } from '../pool/pool.js';
-import { drain, rebuild, scrub, type WalkReport } from '../pool/repair.js';
+import { drain, healAll, type WalkReport } from '../pool/repair.js';
 import type { Store } from '../store/store.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
 import { CliError, formatBytes, printJson, printTable } from './output.js';
@@ -130,7 +130,7 @@ export function addPoolCommands(program: Command): void {
     .action((dir: string, opts: HomeOptions) =>
       withStore(opts.home, async (store) => {
         const disk = await setDiskState(store, dir, () => 'failed');
-        const report = await rebuild(store.chunks, { onProgress: progressLine('rebuilding') });
+        const report = await healAll(store.chunks, { onProgress: progressLine('rebuilding') });
         endProgress();
         await store.chunks.sync();
         console.log(`disk ${disk.path} marked failed; rebuild: ${summary(report)}`);
@@ -145,7 +145,7 @@ export function addPoolCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action((opts: JsonOptions) =>
       withStore(opts.home, async (store) => {
-        const report = await rebuild(store.chunks, { onProgress: progressLine('rebuilding') });
+        const report = await healAll(store.chunks, { onProgress: progressLine('rebuilding') });
         endProgress();
         await store.chunks.sync();
         if (opts.json) printJson(report);
@@ -224,7 +224,7 @@ export function addPoolCommands(program: Command): void {
     .addOption(homeOption())
     .action((opts: JsonOptions & { repair?: boolean; rate?: number }) =>
       withStore(opts.home, async (store) => {
-        const report = await scrub(store.chunks, { checkOnly: opts.repair !== true, bytesPerSecond: opts.rate, onProgress: progressLine('scrubbing') });
+        const report = await healAll(store.chunks, { checkOnly: opts.repair !== true, bytesPerSecond: opts.rate, onProgress: progressLine('scrubbing') });
         endProgress();
         await store.chunks.sync();
         if (opts.json) printJson(report);

@@ -1,5 +1,6 @@
-// The chunk store on one local disk directory: one file per chunk under two levels of fan-out,
-// written through a temp file and linked into place, made durable in group commits by sync().
+// The files of one disk directory: one file per chunk id (for the pool, the fragment of that
+// chunk the disk holds) under two levels of fan-out, written through a temp file and linked into
+// place, made durable in group commits by sync(). The bytes are opaque here.
 import { randomUUID } from 'node:crypto';
 import type { Dir } from 'node:fs';
 import { link, lstat, mkdir, open, opendir, readdir, readFile, rm, statfs, unlink, writeFile } from 'node:fs/promises';

@@ -61,7 +61,7 @@ export interface HealResult {
 
 /** How often a long-running process looks for a changed pool.json. */
 const REFRESH_MS = 1000;
-/** A put re-reads a disk's label this often, so a wiped disk is not filled again. */
+/** A disk's label is re-read this often, so a wiped disk is noticed and not filled again. */
 const LABEL_CHECK_MS = 1000;
 /** Chunks waiting for a background repair, at most (more are found again by the next read). */
 const HEAL_QUEUE_LIMIT = 10_000;
@@ -111,7 +111,7 @@ export class Pool implements ChunkStore {
     await this.refresh();
     if (await this.has(id)) return 'existed';
     const fragments = await this.fragmentsOf(bytes, policy);
-    await this.place(id, fragments, this.ranked(id, this.writable()));
+    await this.place(id, policy, fragments, rank(id, this.writable()));
     return 'stored';
   }
 
@@ -119,7 +119,7 @@ export class Pool implements ChunkStore {
     this.assertOpen();
     assertChunkId(id);
     await this.refresh();
-    const order = this.ranked(id, this.readable());
+    const order = rank(id, this.readable());
     let policy: Policy | undefined;
     const found: Found[] = [];
     // Missing fragments alone say little (a disk added since ranks first for old chunks); a
@@ -166,8 +166,9 @@ export class Pool implements ChunkStore {
 
   async has(id: ChunkId): Promise<boolean> {
     assertChunkId(id);
-    for (const m of this.ranked(id, this.readable())) if (await m.disk!.has(id).catch(() => false)) return true;
-    return false;
+    // Asked before every put, where the answer is mostly no: all disks at once, not in turn.
+    const found = await Promise.all(this.readable().map((m) => m.disk!.has(id).catch(() => false)));
+    return found.includes(true);
   }
 
   async delete(id: ChunkId): Promise<boolean> {
@@ -250,22 +251,14 @@ export class Pool implements ChunkStore {
     const target = policy ?? current;
     if (!samePolicy(target, current)) return this.reencode(id, usable, current, target, good, result);
 
-    const have = new Map<number, Found>();
-    for (const f of usable) if (f.member.config.state === 'active' && !have.has(f.header.index)) have.set(f.header.index, f);
-    const wanted = target.kind === 'replicate' ? target.copies : fragmentCount(target);
-    const missing: number[] = [];
-    if (target.kind === 'replicate') {
-      for (let i = [...usable].filter((f) => f.member.config.state === 'active').length; i < wanted; i++) missing.push(0);
-    } else {
-      for (let i = 0; i < wanted; i++) if (!have.has(i)) missing.push(i);
-    }
+    const missing = missingFragments(usable, current);
     const draining = good.filter((f) => f.member.config.state !== 'active');
     if (missing.length > 0) {
       const chunk = await this.assemble(usable, current);
       const all = await this.fragmentsOf(chunk, current);
       const holders = new Set(good.map((f) => f.member));
-      const free = this.ranked(id, this.writable()).filter((m) => !holders.has(m));
-      const placed = await this.placeSome(id, missing.map((i) => all[target.kind === 'replicate' ? 0 : i]!), free);
+      const free = rank(id, this.writable()).filter((m) => !holders.has(m));
+      const placed = await this.placeSome(id, missing.map((i) => all[i]!), free);
       result.written += placed;
       if (placed < missing.length) return result; // not enough room: draining copies stay
     }
@@ -279,10 +272,8 @@ export class Pool implements ChunkStore {
     assertChunkId(id);
     await this.refresh();
     const s = await this.survey(id);
-    if (s.current === undefined) return { bytes: s.bytes, corrupt: s.corrupt.length, degraded: s.corrupt.length > 0, lost: s.lost };
-    const active = s.usable.filter((f) => f.member.config.state === 'active');
-    const have = s.current.kind === 'replicate' ? active.length : new Set(active.map((f) => f.header.index)).size;
-    return { bytes: s.bytes, corrupt: s.corrupt.length, degraded: s.corrupt.length > 0 || have < fragmentCount(s.current), lost: s.lost };
+    const incomplete = s.current !== undefined && missingFragments(s.usable, s.current).length > 0;
+    return { bytes: s.bytes, corrupt: s.corrupt.length, degraded: s.corrupt.length > 0 || incomplete, lost: s.lost };
   }
 
   /** Every fragment of a chunk on the readable disks, read and checked: the good ones, the disks
@@ -399,17 +390,23 @@ export class Pool implements ChunkStore {
     return this.members.filter((m) => m.disk !== undefined && m.config.state === 'active');
   }
 
-  private ranked(id: ChunkId, members: Member[]): Member[] {
-    return rank(id, members);
-  }
-
-  /** A disk found gone while in use: no more reads or writes go to it in this process. */
-  private lose(m: Member, reason: string): void {
-    if (!m.disk) return;
+  /** Whether the disk still has its label (re-read at most once a second, or now when `now`: a
+   * fragment found missing may be the first sign of a wiped disk). One that lost it (wiped, or
+   * its filesystem unmounted) gets no more reads or writes from this process: its directories
+   * would otherwise be made again, on the wrong filesystem. */
+  private async stillThere(m: Member, checkNow = false): Promise<boolean> {
+    if (!m.disk) return false;
+    const now = Date.now();
+    if (!checkNow && now - m.checkedAt <= LABEL_CHECK_MS) return true;
+    const present = await m.disk.present(this.config.id);
+    if (present) m.checkedAt = now;
+    if (present || !m.disk) return present; // (or lost meanwhile, by another caller)
+    const reason = 'its label is gone (wiped, or its filesystem is not mounted)';
     this.log?.error({ disk: m.config.path, reason }, 'disk unavailable: its fragments are read from the others');
     void m.disk.close().catch(() => undefined);
     m.disk = undefined;
     m.unavailable = reason;
+    return false;
   }
 
   private async readFragment(m: Member, id: ChunkId): Promise<Found | 'missing' | 'corrupt'> {
@@ -418,7 +415,7 @@ export class Pool implements ChunkStore {
       file = await m.disk!.get(id);
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') {
-        if (!(await m.disk!.present(this.config.id))) this.lose(m, 'its label is gone (wiped, or its filesystem is not mounted)');
+        await this.stillThere(m, true);
         return 'missing';
       }
       this.log?.error({ disk: m.config.path, chunk: id, err }, 'fragment unreadable');
@@ -459,14 +456,13 @@ export class Pool implements ChunkStore {
   }
 
   /** Writes every fragment to its own disk, trying the candidates in order; all or nothing. */
-  private async place(id: ChunkId, fragments: Uint8Array[][], candidates: Member[]): Promise<void> {
+  private async place(id: ChunkId, policy: Policy, fragments: Uint8Array[][], candidates: Member[]): Promise<void> {
     const placed = await this.placeSome(id, fragments, candidates);
     if (placed === fragments.length) return;
     // Not all: what went is taken back, so no chunk is stored with less than its policy.
     await Promise.all(candidates.map((m) => m.disk?.delete(id).catch(() => false)));
-    const policy = formatPolicy(decodeFragment(Buffer.concat(fragments[0]!)).header.policy);
     throw Object.assign(
-      new Error(`ENOSPC: the pool cannot place chunk ${id} under ${policy}: ${fragments.length} disks with room are needed, ${placed} took a fragment`),
+      new Error(`ENOSPC: the pool cannot place chunk ${id} under ${formatPolicy(policy)}: ${fragments.length} disks with room are needed, ${placed} took a fragment`),
       { code: 'ENOSPC', errno: -28 },
     );
   }
@@ -475,20 +471,13 @@ export class Pool implements ChunkStore {
    * one fails; returns how many were written. */
   private async placeSome(id: ChunkId, fragments: Uint8Array[][], candidates: Member[]): Promise<number> {
     const queue = [...candidates];
-    const now = Date.now();
     let placed = 0;
     await Promise.all(fragments.map(async (parts) => {
       for (let m = queue.shift(); m !== undefined; m = queue.shift()) {
         if (!m.disk) continue;
         try {
-          if (now - m.checkedAt > LABEL_CHECK_MS) {
-            if (!(await m.disk.present(this.config.id))) {
-              this.lose(m, 'its label is gone (wiped, or its filesystem is not mounted)');
-              continue;
-            }
-            m.checkedAt = now;
-          }
-          await m.disk.put(id, parts);
+          if (!(await this.stillThere(m))) continue;
+          await m.disk!.put(id, parts);
           placed++;
           return;
         } catch (err) {
@@ -507,7 +496,7 @@ export class Pool implements ChunkStore {
     const chunk = await this.assemble(usable, current);
     const fragments = await this.fragmentsOf(chunk, target);
     const holders = new Set(good.map((f) => f.member));
-    const order = this.ranked(id, this.writable());
+    const order = rank(id, this.writable());
     const candidates = [...order.filter((m) => !holders.has(m)), ...order.filter((m) => holders.has(m))];
     // Disks that hold an old fragment must let it go before taking a new one (one file per chunk).
     const queue = [...candidates];
@@ -536,4 +525,10 @@ export class Pool implements ChunkStore {
   }
 }
 
-export { DiskUnavailableError };
+/** The fragments a chunk lacks on active disks, by index (a replica's is 0, once per missing copy). */
+function missingFragments(usable: readonly Found[], policy: Policy): number[] {
+  const active = usable.filter((f) => f.member.config.state === 'active');
+  if (policy.kind === 'replicate') return new Array<number>(Math.max(0, policy.copies - active.length)).fill(0);
+  const have = new Set(active.map((f) => f.header.index));
+  return Array.from({ length: fragmentCount(policy) }, (_, i) => i).filter((i) => !have.has(i));
+}

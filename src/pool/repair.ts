@@ -68,13 +68,10 @@ async function* allChunks(pool: Pool): AsyncGenerator<ChunkId> {
   for await (const c of pool.iterate()) yield c.id;
 }
 
-/** Every chunk back to its policy's full redundancy, on the disks there are now. */
-export function rebuild(pool: Pool, opts: WalkOptions = {}): Promise<WalkReport> {
-  return walk(pool, allChunks(pool), opts);
-}
-
-/** Reads every fragment and checks it; with checkOnly, reports and writes nothing. */
-export function scrub(pool: Pool, opts: WalkOptions = {}): Promise<WalkReport> {
+/** Every chunk back to its policy's full redundancy, on the disks there are now: a rebuild, or a
+ * scrub with repair (every fragment is read and checked either way). With checkOnly, a scrub that
+ * only reports. */
+export function healAll(pool: Pool, opts: WalkOptions = {}): Promise<WalkReport> {
   return walk(pool, allChunks(pool), opts);
 }
 
