@@ -1,15 +1,23 @@
-// Benchmark plumbing: starting filesystems in their own processes, timed dd runs, RSS sampling,
-// medians and a ratio table. Every figure compares two sides measured in the same run.
+// Benchmark plumbing: starting filesystems in their own processes, timed dd runs, the C workload
+// program (bench/vfs/workload.c), cold caches, RSS sampling, medians and ratio tables. Every
+// figure compares two sides measured in the same run.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { mountsAt } from '../src/fuse/mountpoint.js';
 import { run } from '../test/helpers.js';
 
 export const MiB = 1024 * 1024;
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const orbitBin = path.join(repo, 'bin/orbit.js');
+
+/** One phase may take long on a slow disk or a slow side; run's default would cut it at a minute. */
+export const PHASE_TIMEOUT_MS = 60 * 60_000;
 
 export async function scratchDir(name: string, parent = tmpdir()): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(parent, `orbit-bench-${name}-`));
@@ -58,6 +66,56 @@ export async function dd(args: readonly string[]): Promise<number> {
 
 export async function dropCaches(): Promise<void> {
   await writeFile('/proc/sys/vm/drop_caches', '3');
+}
+
+/** Makes the next phase start cold: what was written reaches the backing store's disk (drop_caches
+ * leaves dirty pages in memory), then the kernel forgets cached pages, dentries and inodes. */
+export async function settle(backingRoot: string): Promise<void> {
+  const res = await run('sync', ['-f', backingRoot], { timeoutMs: PHASE_TIMEOUT_MS });
+  if (res.code !== 0) throw new Error(`sync -f ${backingRoot}: ${res.stderr.trim()}`);
+  await dropCaches();
+}
+
+/** A directory and the type of the filesystem it is on, e.g. "/dev/shm/x (tmpfs)". */
+export async function describeFs(dir: string): Promise<string> {
+  const res = await run('findmnt', ['-n', '--first-only', '-o', 'FSTYPE', '-T', dir]);
+  return res.code === 0 ? `${dir} (${res.stdout.trim()})` : dir;
+}
+
+export interface WorkloadReport {
+  bytes?: number;
+  seconds?: number;
+  ops?: number;
+  closed?: number;
+  synced?: number;
+}
+
+/** bench/vfs/workload.c, compiled at bench time: each phase is one run of it, timed in C around
+ * the system calls themselves. */
+export class Workload {
+  constructor(
+    private readonly bin: string,
+    /** The random source file, on tmpfs. */
+    readonly source: string,
+  ) {}
+
+  static async build(outDir: string): Promise<string> {
+    const bin = path.join(outDir, 'workload');
+    const cc = await run('cc', ['-O2', '-o', bin, path.join(repo, 'bench/vfs/workload.c')]);
+    if (cc.code !== 0) throw new Error(`cannot build the workload program: ${cc.stderr}`);
+    return bin;
+  }
+
+  async run(...args: Array<string | number>): Promise<WorkloadReport> {
+    const res = await run(this.bin, args.map(String), { timeoutMs: PHASE_TIMEOUT_MS });
+    if (res.code !== 0) throw new Error(`workload ${args.join(' ')} failed: ${res.stderr.trim() || `exit ${res.code}`}`);
+    return JSON.parse(res.stdout) as WorkloadReport;
+  }
+
+  async opsPerSecond(...args: Array<string | number>): Promise<number> {
+    const r = await this.run(...args);
+    return r.ops! / r.seconds!;
+  }
 }
 
 export async function rssBytes(pid: number): Promise<number> {

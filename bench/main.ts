@@ -1,12 +1,16 @@
 // `npm run bench`: Orbit's speed, always as ratios against a baseline measured in the same run.
 // Needs root (it mounts filesystems and drops the page cache). Options:
-//   --rounds N (default 5), --size MiB (default 1024): for both parts;
-//   --only binding|fs: one part (the FUSE binding against C; Orbit as a filesystem);
-//   --on DIR: where the filesystem part puts its backing stores (default os.tmpdir());
+//   --rounds N (default 5), --size MiB (default 1024): for every part (the pool's erasure-coding
+//     figures go through a fixed 256 MiB of chunks per round; --size is the file it reads);
+//   --only binding|fs|pool: one part (the FUSE binding against C; Orbit as a filesystem; the
+//     pool's erasure coding, and a read through a mount with two of six disks lost);
+//   --on DIR: where the filesystem and pool parts put their backing stores (default os.tmpdir());
 //   --passthrough PATH (or $ORBIT_BENCH_PASSTHROUGH): libfuse's passthrough_ll, built by hand, for
 //     the filesystem part's reference column.
 import path from 'node:path';
 import { benchBinding } from './fuse/binding.js';
+import { benchDegradedRead } from './pool/degraded.js';
+import { benchErasure } from './pool/erasure.js';
 import { benchFilesystem } from './vfs/filesystem.js';
 
 function fail(message: string): never {
@@ -34,7 +38,7 @@ const known = new Set(['--rounds', '--size', '--only', '--on', '--passthrough'])
 const unknown = process.argv.slice(2).filter((a, i, all) => a.startsWith('--') ? !known.has(a) : !known.has(all[i - 1] ?? ''));
 if (unknown.length > 0) fail(`unknown argument ${unknown[0]}`);
 const only = stringOption('--only');
-if (only !== undefined && only !== 'binding' && only !== 'fs') fail('--only takes binding or fs');
+if (only !== undefined && only !== 'binding' && only !== 'fs' && only !== 'pool') fail('--only takes binding, fs or pool');
 const rounds = option('--rounds', 5);
 const sizeMiB = option('--size', 1024);
 const onArg = stringOption('--on');
@@ -46,8 +50,12 @@ if (process.getuid?.() !== 0) {
 }
 
 try {
-  if (only !== 'fs') await benchBinding(rounds, sizeMiB);
-  if (only !== 'binding') await benchFilesystem({ rounds, sizeMiB, on, passthrough });
+  if (only === undefined || only === 'binding') await benchBinding(rounds, sizeMiB);
+  if (only === undefined || only === 'fs') await benchFilesystem({ rounds, sizeMiB, on, passthrough });
+  if (only === undefined || only === 'pool') {
+    await benchErasure(rounds);
+    await benchDegradedRead({ rounds, sizeMiB, on });
+  }
 } catch (err) {
   console.error(`bench: ${(err as Error).message}`);
   process.exitCode = 1;

@@ -1,8 +1,10 @@
 // Shared test plumbing: temporary directories, child processes, captured logs.
+import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from '../src/log.js';
@@ -35,6 +37,35 @@ export async function ok(cmd: string, args: readonly string[], opts: { input?: s
   const res = await run(cmd, args, opts);
   if (res.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${res.code}: ${res.stderr.trim()}`);
   return res.stdout;
+}
+
+/** The orbit command of this clone. */
+export const ORBIT_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/orbit.js');
+
+/** Runs `orbit …` to completion. */
+export function orbit(...args: string[]): Promise<RunResult> {
+  return run(process.execPath, [ORBIT_BIN, ...args], { timeoutMs: 180_000 });
+}
+
+/** Runs `orbit …`, asserting that it succeeds; returns its stdout. */
+export async function orbitOk(...args: string[]): Promise<string> {
+  const res = await orbit(...args);
+  assert.equal(res.code, 0, `orbit ${args.join(' ')} exited ${res.code}: ${res.stderr}`);
+  return res.stdout;
+}
+
+/** A store made with the orbit commands in `dir`/home, with `count` directory disks in all: its
+ * own (home/pool) and `dir`/disk1... */
+export async function storeWithDisks(dir: string, count: number): Promise<{ home: string; disks: string[] }> {
+  const home = path.join(dir, 'home');
+  await orbitOk('init', '--home', home);
+  const disks = [path.join(home, 'pool')];
+  for (let i = 1; i < count; i++) {
+    const d = path.join(dir, `disk${i}`);
+    await orbitOk('pool', 'add-disk', d, '--home', home);
+    disks.push(d);
+  }
+  return { home, disks };
 }
 
 /** Python one-liners reach syscalls Node does not expose (renameat2, copy_file_range, SEEK_DATA). */

@@ -23,19 +23,13 @@
 import { access, mkdir, rm, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { run } from '../../test/helpers.js';
-import { dropCaches, median, MiB, peakRssBytes, printSides, scratchDir, startFs, type MountedProcess, type SidesRow } from '../lib.js';
-
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const orbitBin = path.join(repo, 'bin/orbit.js');
+import { describeFs, median, MiB, orbitBin, peakRssBytes, printSides, scratchDir, settle, startFs, Workload, type MountedProcess, type SidesRow } from '../lib.js';
 
 const RANDOM_READS = 20_000;
 const METADATA_FILES = 10_000;
 const SMALL_FILES = 1_000;
 const SMALL_FILE_BYTES = 128 * 1024;
-/** One phase may take long on a slow disk or a slow side; run's default would cut it at a minute. */
-const PHASE_TIMEOUT_MS = 60 * 60_000;
 
 export interface FilesystemBenchOptions {
   rounds: number;
@@ -63,48 +57,6 @@ interface Figures {
   smallWrite: number;
   smallRead: number;
   peakRss?: number;
-}
-
-interface WorkloadReport {
-  bytes?: number;
-  seconds?: number;
-  ops?: number;
-  closed?: number;
-  synced?: number;
-}
-
-class Workload {
-  constructor(
-    private readonly bin: string,
-    /** The random source file, on tmpfs. */
-    readonly source: string,
-  ) {}
-
-  static async build(outDir: string): Promise<string> {
-    const bin = path.join(outDir, 'workload');
-    const cc = await run('cc', ['-O2', '-o', bin, path.join(repo, 'bench/vfs/workload.c')]);
-    if (cc.code !== 0) throw new Error(`cannot build the workload program: ${cc.stderr}`);
-    return bin;
-  }
-
-  async run(...args: Array<string | number>): Promise<WorkloadReport> {
-    const res = await run(this.bin, args.map(String), { timeoutMs: PHASE_TIMEOUT_MS });
-    if (res.code !== 0) throw new Error(`workload ${args.join(' ')} failed: ${res.stderr.trim() || `exit ${res.code}`}`);
-    return JSON.parse(res.stdout) as WorkloadReport;
-  }
-
-  async opsPerSecond(...args: Array<string | number>): Promise<number> {
-    const r = await this.run(...args);
-    return r.ops! / r.seconds!;
-  }
-}
-
-/** Makes the next phase start cold: what was written reaches the backing store's disk (drop_caches
- * leaves dirty pages in memory), then the kernel forgets cached pages, dentries and inodes. */
-async function settle(backingRoot: string): Promise<void> {
-  const res = await run('sync', ['-f', backingRoot], { timeoutMs: PHASE_TIMEOUT_MS });
-  if (res.code !== 0) throw new Error(`sync -f ${backingRoot}: ${res.stderr.trim()}`);
-  await dropCaches();
 }
 
 async function round(side: Side, work: Workload, scratch: string, label: string, sizeMiB: number): Promise<Figures> {
@@ -159,11 +111,6 @@ async function round(side: Side, work: Workload, scratch: string, label: string,
     await rm(backing, { recursive: true, force: true });
     await rm(mountpoint, { recursive: true, force: true });
   }
-}
-
-async function describeFs(dir: string): Promise<string> {
-  const res = await run('findmnt', ['-n', '--first-only', '-o', 'FSTYPE', '-T', dir]);
-  return res.code === 0 ? `${dir} (${res.stdout.trim()})` : dir;
 }
 
 export async function benchFilesystem(opts: FilesystemBenchOptions): Promise<void> {

@@ -1,11 +1,14 @@
 // The `orbit` command line: builds the program from its command groups, runs it, and turns every
 // failure into one line on stderr and an exit code (2: wrong usage, 1: the command failed).
 import { Command, CommanderError, type ErrorOptions, type HelpContext } from 'commander';
+import { addJobCommands } from './job-commands.js';
 import { addMaintenanceCommands } from './maintenance-commands.js';
 import { addMountCommands } from './mount-commands.js';
+import { addPolicyCommands } from './policy-commands.js';
 import { addPoolCommands } from './pool-commands.js';
 import { reportError } from './output.js';
 import { addStoreCommands } from './store-commands.js';
+import { addTierCommands } from './tier-commands.js';
 
 const USAGE_EXIT = 2;
 
@@ -47,6 +50,9 @@ function buildProgram(): Command {
   addMountCommands(program);
   addMaintenanceCommands(program);
   addPoolCommands(program);
+  addPolicyCommands(program);
+  addJobCommands(program);
+  addTierCommands(program);
   return program;
 }
 

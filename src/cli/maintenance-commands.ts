@@ -51,7 +51,7 @@ export function addMaintenanceCommands(program: Command): void {
       withStore(opts.home, async (store) => {
         const report = await gc(store);
         if (opts.json) printJson(report);
-        else console.log(`deleted ${report.chunks} unreferenced chunks (${formatBytes(report.storedBytes)})`);
+        else console.log(`deleted ${report.chunks} unreferenced chunks (${formatBytes(report.storedBytes)})${report.orphans > 0 ? `, ${report.orphans} of them orphans the metadata did not know` : ''}`);
       }),
     );
 }

@@ -3,8 +3,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { unmountPath } from '../fuse/mountpoint.js';
+import { serveMetrics, type MetricsServer } from '../http/metrics.js';
+import { componentLogger } from '../log.js';
 import { DEFAULT_VOLUME, Store } from '../store/store.js';
 import { mountVolume, type MountedVolume } from '../vfs/mount.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
@@ -16,6 +18,16 @@ interface MountOptions extends HomeOptions {
   background?: boolean;
   /** Set on the child a --background mount starts: it reports to its parent over IPC. */
   backgroundChild?: boolean;
+  /** Where to serve Prometheus metrics. */
+  metrics?: { host: string; port: number };
+}
+
+/** "127.0.0.1:9464", ":9464" (all addresses), "[::1]:9464". */
+function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new InvalidArgumentError(`expected HOST:PORT such as 127.0.0.1:9464, not ${JSON.stringify(text)}`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
 /** The one message a background mount's child sends its parent. */
@@ -33,8 +45,17 @@ async function serve(mountpoint: string, opts: MountOptions, announce: (line: st
     await store.close();
     throw err;
   }
-  await announce(`volume ${opts.volume} of the store at ${store.home} mounted at ${mounted.mountpoint}`, mounted.mountpoint);
+  let metrics: MetricsServer | undefined;
+  try {
+    if (opts.metrics) metrics = await serveMetrics(store, opts.metrics, componentLogger('http'));
+  } catch (err) {
+    await mounted.unmount();
+    await store.close();
+    throw new CliError(`cannot serve metrics on ${opts.metrics!.host}:${opts.metrics!.port}: ${(err as Error).message}`);
+  }
+  await announce(`volume ${opts.volume} of the store at ${store.home} mounted at ${mounted.mountpoint}${metrics ? `, metrics at ${metrics.url}` : ''}`, mounted.mountpoint);
   await mounted.closed;
+  await metrics?.close();
   await store.close();
 }
 
@@ -74,7 +95,8 @@ async function mountInBackground(mountpoint: string, opts: MountOptions): Promis
   });
   const logPath = path.join(home, 'run', `${opts.volume}.log`);
   await mkdir(path.dirname(logPath), { recursive: true });
-  const args = ['mount', '--home', home, '--volume', opts.volume, ...(opts.allowOther ? ['--allow-other'] : []), CHILD_FLAG, path.resolve(mountpoint)];
+  const args = ['mount', '--home', home, '--volume', opts.volume, ...(opts.allowOther ? ['--allow-other'] : []),
+    ...(opts.metrics ? ['--metrics', `[${opts.metrics.host}]:${opts.metrics.port}`] : []), CHILD_FLAG, path.resolve(mountpoint)];
   const log = await open(logPath, 'a');
   let child: ChildProcess;
   try {
@@ -102,6 +124,7 @@ export function addMountCommands(program: Command): void {
     .option('--volume <name>', 'the volume to mount', DEFAULT_VOLUME)
     .option('--allow-other', 'let other users than the one mounting use the mount (needs user_allow_other in /etc/fuse.conf unless root)')
     .option('--background', 'return once the mount is ready, serving it from a detached process')
+    .option('--metrics <host:port>', 'serve Prometheus metrics of the store (pool, jobs, process) at http://HOST:PORT/metrics', parseListen)
     .addOption(new Option(CHILD_FLAG).hideHelp())
     .addOption(homeOption())
     .action(async (mountpoint: string, opts: MountOptions) => {

@@ -1,5 +1,7 @@
 // What the command line prints: sizes and ratios for people, JSON for programs, and errors as
 // one line each.
+import { LockedError } from '../file-lock.js';
+import { JobError } from '../jobs/contract.js';
 import { MetaError } from '../meta/contract.js';
 import { MountError } from '../fuse/errors.js';
 import { DiskUnavailableError } from '../pool/disk.js';
@@ -60,7 +62,7 @@ function isSystemError(err: Error): boolean {
 
 /** Whether `err`'s message is meant for the user, rather than a bug's description. */
 export function isUserError(err: unknown): err is Error {
-  const known = [CliError, StoreError, MountError, MetaError, PoolConfigError, PolicyError, DiskUnavailableError];
+  const known = [CliError, StoreError, MountError, MetaError, PoolConfigError, PolicyError, DiskUnavailableError, JobError, LockedError];
   return known.some((type) => err instanceof type) || (err instanceof Error && isSystemError(err));
 }
 

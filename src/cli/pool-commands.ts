@@ -9,9 +9,11 @@ import { Disk, type DiskConfig, type DiskState } from '../pool/disk.js';
 import { configuredPolicy, readPoolConfig, setConfiguredPolicy, updatePoolConfig } from '../pool/pool-config.js';
 import { formatPolicy, parsePolicy, PolicyError } from '../pool/policy.js';
 import type { Pool } from '../pool/pool.js';
-import { drain, healAll, type WalkReport } from '../pool/repair.js';
+import type { Job, JobKind } from '../jobs/contract.js';
+import { finished, JobStore } from '../jobs/job-store.js';
 import type { Store } from '../store/store.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
+import { followJob } from './job-commands.js';
 import { CliError, formatBytes, printJson, printTable } from './output.js';
 
 type JsonOptions = HomeOptions & { json?: boolean };
@@ -25,6 +27,11 @@ export function parseSize(text: string): number {
   const bytes = Number(m[1]) * 1024 ** ' KMGTP'.indexOf((m[2] || ' ').toUpperCase());
   if (!Number.isFinite(bytes) || bytes < 1) throw new InvalidArgumentError(`${text} is not a usable size`);
   return Math.floor(bytes);
+}
+
+/** A policy argument, formatted; "default" passes as it is. */
+export function policyOrDefault(text: string): string {
+  return text === 'default' ? text : parsePolicyOption(text);
 }
 
 function parsePolicyOption(text: string): string {
@@ -59,22 +66,37 @@ async function setDiskState(store: Store, dir: string, next: (d: DiskConfig) => 
   return disk;
 }
 
-function progressLine(verb: string): (r: WalkReport) => void {
-  let last = 0;
-  return (r) => {
-    if (!process.stderr.isTTY || Date.now() - last < 200) return;
-    last = Date.now();
-    process.stderr.write(`\r${verb}: ${r.chunks} chunks, ${formatBytes(r.bytes)} read, ${r.written} fragments written`);
-  };
+const DURATION = /^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$/i;
+const DURATION_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** "30m", "12h", "7d", "2w": milliseconds. */
+export function parseDuration(text: string): number {
+  const m = DURATION.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`expected a duration such as 30m, 12h, 7d or 2w, not ${JSON.stringify(text)}`);
+  return Math.round(Number(m[1]) * DURATION_MS[m[2]!.toLowerCase()]!);
 }
 
-function endProgress(): void {
-  if (process.stderr.isTTY) process.stderr.write('\n');
+/** What a walk job found, as `--json` prints it. */
+type WalkCounts = Record<'chunks' | 'bytes' | 'corrupt' | 'written' | 'degraded' | 'lost', number>;
+
+function walkReport(job: Job): WalkCounts {
+  const n = (k: string): number => job.counts[k] ?? 0;
+  return { chunks: n('chunks'), bytes: n('bytes'), corrupt: n('corrupt'), written: n('written'), degraded: n('degraded'), lost: n('lost') };
 }
 
-function summary(r: WalkReport): string {
-  const lost = r.lost.length > 0 ? `; ${r.lost.length} chunk(s) cannot be rebuilt (too few fragments left)` : '';
-  return `${r.chunks} chunks (${formatBytes(r.bytes)}) checked, ${r.corrupt} corrupt fragment(s), ${r.written} fragment(s) written${r.degraded ? `, ${r.degraded} chunk(s) below their policy` : ''}${lost}`;
+/** Queues a walk, waits for it (running it here unless a mounted volume runs the store's jobs),
+ * prints how it went; exit code 1 when `damaged` says something is left broken. */
+async function runWalk(store: Store, kind: JobKind, params: Record<string, unknown>, verb: string, opts: { json?: boolean; rate?: number }, damaged: (r: WalkCounts) => boolean): Promise<Job> {
+  const jobs = new JobStore(store.home);
+  const queued = await jobs.add(kind, params, opts.rate ? { rate: opts.rate } : {});
+  const job = await followJob(store, queued.id, verb);
+  if (job.state === 'failed') throw new CliError(`${verb} failed: ${job.error ?? 'see the log'}`);
+  if (job.state !== 'done') throw new CliError(`${verb} ${job.state} (job ${job.id}; orbit jobs resume ${job.id} goes on)`);
+  const report = walkReport(job);
+  if (opts.json) printJson(report);
+  else console.log(job.summary);
+  if (damaged(report)) process.exitCode = 1;
+  return job;
 }
 
 export function addPoolCommands(program: Command): void {
@@ -109,16 +131,7 @@ export function addPoolCommands(program: Command): void {
     .action((dir: string, opts: HomeOptions) =>
       withStore(opts.home, async (store) => {
         const disk = await setDiskState(store, dir, (d) => (d.state === 'active' ? 'draining' : d.state));
-        const report = await drain(store.chunks, disk.id, { onProgress: progressLine('draining') });
-        endProgress();
-        await store.chunks.sync();
-        if (report.lost.length > 0) throw new CliError(`${disk.path}: ${summary(report)}; the disk is kept (draining) so nothing more is lost`);
-        const left = (await store.chunks.disks().find((d) => d.config.id === disk.id)?.disk?.space())?.usedBytes ?? 0;
-        if (left > 0) throw new CliError(`${disk.path} still holds ${formatBytes(left)} of fragments (the other disks lack room?); run remove-disk again`);
-        await updatePoolConfig(store.home, (config) => {
-          config.disks = config.disks.filter((x) => x.id !== disk.id);
-        });
-        console.log(`removed disk ${disk.path}: ${report.written} fragment(s) moved to the other disks`);
+        await runWalk(store, 'drain', { disk: disk.id, forget: true }, `draining ${disk.path}`, {}, (r) => r.lost > 0);
       }),
     );
 
@@ -130,11 +143,8 @@ export function addPoolCommands(program: Command): void {
     .action((dir: string, opts: HomeOptions) =>
       withStore(opts.home, async (store) => {
         const disk = await setDiskState(store, dir, () => 'failed');
-        const report = await healAll(store.chunks, { onProgress: progressLine('rebuilding') });
-        endProgress();
-        await store.chunks.sync();
-        console.log(`disk ${disk.path} marked failed; rebuild: ${summary(report)}`);
-        if (report.lost.length > 0) process.exitCode = 1;
+        console.log(`disk ${disk.path} marked failed; rebuilding what it held from the others`);
+        await runWalk(store, 'rebuild', {}, 'rebuilding', {}, (r) => r.lost > 0);
       }),
     );
 
@@ -145,19 +155,14 @@ export function addPoolCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action((opts: JsonOptions) =>
       withStore(opts.home, async (store) => {
-        const report = await healAll(store.chunks, { onProgress: progressLine('rebuilding') });
-        endProgress();
-        await store.chunks.sync();
-        if (opts.json) printJson(report);
-        else console.log(`rebuild: ${summary(report)}`);
-        if (report.lost.length > 0) process.exitCode = 1;
+        await runWalk(store, 'rebuild', {}, 'rebuilding', opts, (r) => r.lost > 0);
       }),
     );
 
   pool
     .command('policy')
     .description('show, or set, the policy of new chunks: none, replicate:N or ec:K+M ("default": fit the disks)')
-    .argument('[policy]', 'the new policy', (v: string) => (v === 'default' ? v : parsePolicyOption(v)))
+    .argument('[policy]', 'the new policy', policyOrDefault)
     .addOption(homeOption())
     .action((policy: string | undefined, opts: HomeOptions) =>
       withStore(opts.home, async (store) => {
@@ -217,20 +222,40 @@ export function addPoolCommands(program: Command): void {
 
   program
     .command('scrub')
-    .description('read every fragment of every chunk and check it; with --repair, rebuild what is bad')
+    .description('read every fragment of every chunk and check it; with --repair, rebuild what is bad; with --schedule, do so in the background')
     .option('--repair', 'rewrite corrupt and missing fragments from the others')
     .option('--rate <size>', 'read at most this many bytes a second (100M); default: as fast as the disks go', parseSize)
+    .option('--schedule <every>', "the background scrubber (it repairs): run every 30m, 12h, 7d..., or 'off'", (v: string) => (v === 'off' ? 0 : parseDuration(v)))
     .option('--json', 'print JSON')
     .addOption(homeOption())
-    .action((opts: JsonOptions & { repair?: boolean; rate?: number }) =>
+    .action((opts: JsonOptions & { repair?: boolean; rate?: number; schedule?: number }) =>
       withStore(opts.home, async (store) => {
-        const report = await healAll(store.chunks, { checkOnly: opts.repair !== true, bytesPerSecond: opts.rate, onProgress: progressLine('scrubbing') });
-        endProgress();
-        await store.chunks.sync();
-        if (opts.json) printJson(report);
-        else console.log(`scrub: ${summary(report)}`);
-        const unrepaired = opts.repair ? report.lost.length : report.corrupt + report.degraded + report.lost.length;
-        if (unrepaired > 0) process.exitCode = 1;
+        if (opts.schedule !== undefined) return scheduleScrub(store, opts.schedule, opts.rate);
+        await runWalk(store, 'scrub', { repair: opts.repair === true }, 'scrubbing', opts, (r) =>
+          opts.repair ? r.lost > 0 : r.corrupt + r.degraded + r.lost > 0);
       }),
     );
+}
+
+/** The background scrubber: one repeating scrub job (replacing any before), run by whichever
+ * process runs the store's jobs (a mounted volume); `orbit jobs pause scrub` pauses it. */
+async function scheduleScrub(store: Store, everyMs: number, rate: number | undefined): Promise<void> {
+  const jobs = new JobStore(store.home);
+  for (const j of await jobs.list()) {
+    if (j.kind === 'scrub' && j.everyMs !== undefined && !finished(j)) {
+      await jobs.update(j.id, (x) => {
+        x.state = 'cancelled';
+        x.finishedAt = new Date().toISOString();
+      });
+    }
+  }
+  if (everyMs === 0) return console.log('background scrubbing is off');
+  const job = await jobs.add('scrub', { repair: true }, { everyMs, ...(rate ? { rate } : {}) });
+  await jobs.audit('scrub-scheduled', { job: job.id, everyMs, rate: rate ?? null });
+  console.log(`background scrub every ${formatDuration(everyMs)}${rate ? ` at up to ${formatBytes(rate)}/s` : ''}: job ${job.id}, first run now (while a volume is mounted; orbit jobs)`);
+}
+
+function formatDuration(ms: number): string {
+  for (const [unit, size] of Object.entries(DURATION_MS).reverse()) if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms / 1000}s`;
 }

@@ -3,6 +3,10 @@
 import type { Command } from 'commander';
 import { MetaError, type Time } from '../meta/contract.js';
 import { DEFAULT_VOLUME, Store } from '../store/store.js';
+import { finished, JobStore } from '../jobs/job-store.js';
+import { formatPolicy } from '../pool/policy.js';
+import { currentDamage } from '../store/damage.js';
+import { progressText } from './job-commands.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
 import { CliError, formatBytes, formatRatio, printJson, printTable, ratio } from './output.js';
 
@@ -87,8 +91,17 @@ export function addStoreCommands(program: Command): void {
           const m = mounts.find((r) => r.volume === v.name);
           return { name: v.name, createdAt: isoTime(v.createdAt), mount: m ? { mountpoint: m.mountpoint, pid: m.pid, since: m.since } : null };
         });
+        const disks = store.chunks.disks();
+        const pool = {
+          policy: formatPolicy(store.chunks.policy),
+          disks: disks.length,
+          unavailable: disks.filter((d) => !d.available).map((d) => ({ path: d.config.path, reason: d.reason ?? d.config.state })),
+        };
+        const jobs = (await new JobStore(store.home).list()).filter((j) => !finished(j) && j.everyMs === undefined);
+        // Files the pool cannot read any more (chunks beyond what their policy tolerates).
+        const lost = await currentDamage(store);
         if (opts.json) {
-          printJson({ home: store.home, id: store.id, volumes });
+          printJson({ home: store.home, id: store.id, volumes, pool, jobs: jobs.map((j) => ({ id: j.id, kind: j.kind, state: j.state, progress: j.progress })), lost });
           return;
         }
         console.log(`Orbit store at ${store.home}`);
@@ -96,6 +109,14 @@ export function addStoreCommands(program: Command): void {
           ['VOLUME', 'MOUNTPOINT', 'PROCESS', 'SINCE'],
           ...volumes.map((v) => (v.mount ? [v.name, v.mount.mountpoint, String(v.mount.pid), v.mount.since] : [v.name, '-'])),
         ]);
+        console.log(`pool: ${pool.disks} disk(s)${pool.unavailable.length ? `, ${pool.unavailable.length} unavailable (${pool.unavailable.map((d) => d.path).join(', ')})` : ''}; new chunks under ${pool.policy}`);
+        for (const j of jobs) console.log(`job ${j.id}: ${j.kind} ${j.state}, ${progressText(j)}`);
+        if (lost.length > 0) {
+          const files = [...new Set(lost.flatMap((c) => c.files))];
+          console.log(`LOST: ${lost.length} chunk(s) have fewer fragments than a read needs; these files return EIO where they use them:`);
+          for (const f of files) console.log(`  ${f}`);
+          process.exitCode = 1;
+        }
       }),
     );
 

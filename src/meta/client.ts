@@ -213,11 +213,13 @@ export class MetaClient implements MetaEngine {
   pinChunks: MetaEngine['pinChunks'] = (...a) => this.engine.pinChunks(...a);
   unpinChunks: MetaEngine['unpinChunks'] = (...a) => this.engine.unpinChunks(...a);
   claimUnreferenced: MetaEngine['claimUnreferenced'] = (...a) => this.engine.claimUnreferenced(...a);
+  claimOrphans: MetaEngine['claimOrphans'] = (...a) => this.engine.claimOrphans(...a);
   staleClaims: MetaEngine['staleClaims'] = (...a) => this.engine.staleClaims(...a);
   forgetChunks: MetaEngine['forgetChunks'] = (...a) => this.engine.forgetChunks(...a);
   checkChunks: MetaEngine['checkChunks'] = () => this.engine.checkChunks();
   repairRefcounts: MetaEngine['repairRefcounts'] = () => this.engine.repairRefcounts();
   filesUsing: MetaEngine['filesUsing'] = (...a) => this.engine.filesUsing(...a);
+  xattrOfFilesUsing: MetaEngine['xattrOfFilesUsing'] = (...a) => this.engine.xattrOfFilesUsing(...a);
 
   // ---- extended attributes ----
 

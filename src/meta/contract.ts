@@ -26,6 +26,11 @@ export const enum FileType {
   BlockDevice = 0o060000,
 }
 
+/** Extended attributes a new file or directory takes from the directory it is made in: Orbit's
+ * settings that hold for a tree (a redundancy policy set on a directory covers what is made in
+ * it later). */
+export const INHERITED_XATTRS: readonly string[] = ['user.orbit.policy'];
+
 /** Longest name, in bytes (ENAMETOOLONG beyond). */
 export const NAME_MAX = 255;
 /** rename() flags, as renameat2(2) numbers them. */
@@ -233,6 +238,11 @@ export interface MetaEngine {
   staleClaims(claimedBeforeMs: number): Promise<ChunkId[]>;
   /** Drops claimed chunks whose pool copies are gone. */
   forgetChunks(ids: ChunkId[]): Promise<void>;
+  /** gc of the pool's orphans (chunks found on disks that the metadata does not know: left by a
+   * disk that came back after its chunks were collected): claims, as claimUnreferenced does, those
+   * of `ids` the metadata has no record of, so that no commit can start using them; returns them.
+   * Delete their pool copies, then forgetChunks(). */
+  claimOrphans(ids: ChunkId[], nowMs: number): Promise<ChunkId[]>;
 
   /** For fsck: every chunk the metadata knows, with its recorded reference count, and the chunks
    * whose recorded count differs from the extents that name them. */
@@ -241,6 +251,9 @@ export interface MetaEngine {
   repairRefcounts(): Promise<number>;
   /** Up to `limit` files whose contents use the chunk, as "volume:/path". */
   filesUsing(id: ChunkId, limit: number): Promise<string[]>;
+  /** The distinct values of extended attribute `name` over the files whose contents use the
+   * chunk; null stands for the files without it (what a shared chunk's files ask of it). */
+  xattrOfFilesUsing(id: ChunkId, name: string): Promise<Array<Buffer | null>>;
 
   // ---- extended attributes ----
   getxattr(ino: Ino, name: string): Promise<Buffer>;

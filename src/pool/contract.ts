@@ -1,5 +1,6 @@
 // The pool layer's contract: stores of opaque, already-encoded chunks named by their ids, the
 // errors every implementation reports the same way, and the check that keeps ids safe as names.
+import type { Policy } from './policy.js';
 
 /** 64 lowercase hex characters: the BLAKE3-256 of the chunk's plaintext. */
 export type ChunkId = string;
@@ -16,8 +17,10 @@ export interface StoreCapacity {
 }
 
 export interface ChunkStore {
-  /** Stores bytes under id. Resolves 'existed' without writing when the id is already present. Not durable until sync(). */
-  put(id: ChunkId, bytes: Uint8Array): Promise<'stored' | 'existed'>;
+  /** Stores bytes under id, with the redundancy `policy` asks (the store's default without it;
+   * a store of one copy ignores it). Resolves 'existed' without writing when the id is already
+   * present (a pool raises a present chunk to a stronger policy asked of it). Not durable until sync(). */
+  put(id: ChunkId, bytes: Uint8Array, policy?: Policy): Promise<'stored' | 'existed'>;
   /** The stored bytes; rejects with a ChunkNotFoundError (code 'ENOENT') when absent. */
   get(id: ChunkId): Promise<Buffer>;
   has(id: ChunkId): Promise<boolean>;

@@ -4,10 +4,11 @@
 // The label is how a disk that went away is told from an empty one: a directory that was wiped,
 // or a mount point whose filesystem is not mounted, has no label (or another pool's), and the
 // pool treats that disk as failed instead of filling the wrong filesystem.
-import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChunkId, ChunkStat } from './contract.js';
 import { LocalChunkStore } from './local-store.js';
+import { replaceFile } from '../durable-file.js';
 
 export type DiskState = 'active' | 'draining' | 'failed';
 
@@ -110,6 +111,16 @@ export class Disk {
     return this.files.get(id);
   }
 
+  /** Bytes of the fragments on it (counted by this process: no statfs). */
+  get storedBytes(): number {
+    return this.files.storedBytes;
+  }
+
+  /** A fragment's first bytes (its header). */
+  head(id: ChunkId, length: number): Promise<Buffer> {
+    return this.files.head(id, length);
+  }
+
   has(id: ChunkId): Promise<boolean> {
     return this.files.has(id);
   }
@@ -132,6 +143,32 @@ export class Disk {
 
   sync(): Promise<void> {
     return this.files.sync();
+  }
+
+  // ---- a staged copy ----
+  // A whole copy of a chunk kept beside the fragments while a change of policy overwrites them
+  // on disks that hold one already (with as many fragments as disks, no disk is free): it keeps
+  // the chunk readable, and a crash recoverable, while neither policy's fragments can. Written
+  // durably at once: it exists to outlive a crash.
+
+  private stagedPath(id: ChunkId): string {
+    return path.join(this.config.path, 'staging', id);
+  }
+
+  async putStaged(id: ChunkId, parts: readonly Uint8Array[]): Promise<void> {
+    await mkdir(path.dirname(this.stagedPath(id)), { recursive: true });
+    await replaceFile(this.stagedPath(id), Buffer.concat(parts));
+  }
+
+  async getStaged(id: ChunkId): Promise<Buffer | undefined> {
+    return readFile(this.stagedPath(id)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+  }
+
+  async deleteStaged(id: ChunkId): Promise<void> {
+    await rm(this.stagedPath(id), { force: true });
   }
 
   close(): Promise<void> {

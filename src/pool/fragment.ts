@@ -71,8 +71,8 @@ export function encodeHeader(h: FragmentHeader): Buffer {
   return b;
 }
 
-/** Parses and checks a whole fragment file; returns its header and its payload (a view). */
-export function decodeFragment(file: Buffer): { header: FragmentHeader; payload: Buffer } {
+/** Parses and checks a fragment's header (its first FRAGMENT_HEADER bytes, or more). */
+export function decodeHeader(file: Buffer): FragmentHeader {
   if (file.length < FRAGMENT_HEADER) throw new FragmentCorruptError(`${file.length} bytes, shorter than a header`);
   if (file.readUInt32LE(0) !== MAGIC) throw new FragmentCorruptError('bad magic');
   if (file.readUInt32LE(24) !== native.crc32c(file.subarray(0, 24))) throw new FragmentCorruptError('header checksum mismatch');
@@ -86,13 +86,18 @@ export function decodeFragment(file: Buffer): { header: FragmentHeader; payload:
   else throw new FragmentCorruptError(`bad kind ${kind} (${k}+${m})`);
   const index = file[6]!;
   if (policy.kind === 'ec' ? index >= k + m : index !== 0) throw new FragmentCorruptError(`bad index ${index}`);
-  const header: FragmentHeader = {
+  return {
     policy,
     index,
     chunkLength: file.readUInt32LE(12),
     payloadLength: file.readUInt32LE(16),
     payloadCrc: file.readUInt32LE(20),
   };
+}
+
+/** Parses and checks a whole fragment file; returns its header and its payload (a view). */
+export function decodeFragment(file: Buffer): { header: FragmentHeader; payload: Buffer } {
+  const header = decodeHeader(file);
   if (file.length !== FRAGMENT_HEADER + header.payloadLength) throw new FragmentCorruptError(`${file.length - FRAGMENT_HEADER} payload bytes, header says ${header.payloadLength}`);
   const payload = file.subarray(FRAGMENT_HEADER);
   if (native.crc32c(payload) !== header.payloadCrc) throw new FragmentCorruptError('payload checksum mismatch');

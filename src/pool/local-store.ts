@@ -107,6 +107,26 @@ export class LocalChunkStore implements ChunkStore {
     }
   }
 
+  /** The first `length` bytes stored under id (fewer when it is shorter). */
+  async head(id: ChunkId, length: number): Promise<Buffer> {
+    this.assertOpen();
+    assertChunkId(id);
+    let handle;
+    try {
+      handle = await open(this.chunkPath(id), 'r');
+    } catch (err) {
+      if (isMissing(err)) throw new ChunkNotFoundError(id);
+      throw err;
+    }
+    try {
+      const buf = Buffer.alloc(length);
+      const { bytesRead } = await handle.read(buf, 0, length, 0);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await handle.close();
+    }
+  }
+
   async has(id: ChunkId): Promise<boolean> {
     return (await this.stat(id)) !== undefined;
   }

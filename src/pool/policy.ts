@@ -60,6 +60,12 @@ export function tolerance(p: Policy): number {
   return fragmentCount(p) - fragmentsNeeded(p);
 }
 
+/** Of two policies asked of one chunk (by files that share it), the one it keeps: the one that
+ * survives more lost disks; on a tie, `a` (the one asked now). */
+export function strongerPolicy(a: Policy, b: Policy): Policy {
+  return tolerance(b) > tolerance(a) ? b : a;
+}
+
 export function samePolicy(a: Policy, b: Policy): boolean {
   return formatPolicy(a) === formatPolicy(b);
 }

@@ -3,11 +3,11 @@
 // a new file and renaming it into place, so readers see the old or the new one, never half.
 // Processes that run long re-read it when it changes (Pool.refresh), which is how a disk added
 // while volumes are mounted is used at once.
-import { randomUUID } from 'node:crypto';
-import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DiskConfig } from './disk.js';
-import { isAlive } from '../processes.js';
+import { replaceFile } from '../durable-file.js';
+import { LockedError, withFileLock } from '../file-lock.js';
 import { formatPolicy, parsePolicy, type Policy } from './policy.js';
 
 export const POOL_FILE = 'pool.json';
@@ -58,22 +58,7 @@ export function newPoolConfig(id: string, firstDisk: DiskConfig): PoolConfig {
 }
 
 export async function writePoolConfig(home: string, config: PoolConfig): Promise<void> {
-  const file = path.join(home, POOL_FILE);
-  const temp = `${file}.${randomUUID()}.tmp`;
-  const handle = await open(temp, 'wx', 0o600);
-  try {
-    await handle.writeFile(JSON.stringify(config, null, 2) + '\n');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, file);
-  const dir = await open(home, 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await replaceFile(path.join(home, POOL_FILE), JSON.stringify(config, null, 2) + '\n');
 }
 
 /**
@@ -81,29 +66,16 @@ export async function writePoolConfig(home: string, config: PoolConfig): Promise
  * returns. A lock left by a dead process is taken over.
  */
 export async function updatePoolConfig<T>(home: string, change: (config: PoolConfig) => Promise<T> | T): Promise<T> {
-  const lock = path.join(home, 'pool.lock');
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await writeFile(lock, String(process.pid), { flag: 'wx' });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number(await readFile(lock, 'utf8').catch(() => ''));
-      if (!Number.isInteger(holder) || holder <= 0 || !isAlive(holder)) {
-        await rm(lock, { force: true });
-        continue;
-      }
-      if (attempt > 300) throw new PoolConfigError(`the pool configuration is locked by process ${holder}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
   try {
-    const config = await readPoolConfig(home);
-    const result = await change(config);
-    await writePoolConfig(home, config);
-    return result;
-  } finally {
-    await rm(lock, { force: true });
+    return await withFileLock(path.join(home, 'pool.lock'), 'the pool configuration', async () => {
+      const config = await readPoolConfig(home);
+      const result = await change(config);
+      await writePoolConfig(home, config);
+      return result;
+    });
+  } catch (err) {
+    if (err instanceof LockedError) throw new PoolConfigError(err.message);
+    throw err;
   }
 }
 

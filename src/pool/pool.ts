@@ -11,10 +11,11 @@ import type { ChunkId, ChunkStat, ChunkStore, StoreCapacity } from './contract.j
 import { assertChunkId, ChunkNotFoundError, ChunkStoreClosedError } from './contract.js';
 import { Disk, DiskUnavailableError, type DiskConfig } from './disk.js';
 import { encodeShards, joinData, restoreShards } from './erasure.js';
-import { crc32c, decodeFragment, encodeHeader, type FragmentHeader } from './fragment.js';
+import { crc32c, decodeFragment, decodeHeader, encodeHeader, FRAGMENT_HEADER, type FragmentHeader } from './fragment.js';
+import type { Heat } from './heat.js';
 import { rank, seedOf } from './placement.js';
 import { configuredPolicy, poolConfigVersion, readPoolConfig, type PoolConfig } from './pool-config.js';
-import { defaultPolicy, formatPolicy, fragmentCount, fragmentsNeeded, samePolicy, type Policy } from './policy.js';
+import { defaultPolicy, formatPolicy, fragmentCount, fragmentsNeeded, samePolicy, tolerance, type Policy } from './policy.js';
 
 /** A chunk whose fragments cannot rebuild it: fewer than a read needs are left. */
 export class ChunkUnreadableError extends Error {
@@ -57,6 +58,8 @@ export interface HealResult {
   corrupt: number;
   /** The chunk could not be rebuilt: fewer fragments are left than it needs. */
   lost: boolean;
+  /** Fragments it did not need, removed (heal's `tidy`). */
+  removed?: number;
 }
 
 /** How often a long-running process looks for a changed pool.json. */
@@ -74,6 +77,11 @@ export class Pool implements ChunkStore {
   private refreshing: Promise<void> | undefined;
   private closed = false;
   private readonly healQueue = new Set<ChunkId>();
+  /** Where reads are counted for hot/cold tiering (heat.ts): set by processes that serve
+   * applications (a mount), not by maintenance that reads everything once. */
+  heat: Heat | undefined;
+  /** What this process's reads and background repairs met, since it started (for metrics). */
+  readonly counters = { degradedReads: 0, unreadableReads: 0, corruptFragments: 0, repairs: 0, repairsFailed: 0 };
   private healing: Promise<void> | undefined;
 
   private constructor(
@@ -105,19 +113,45 @@ export class Pool implements ChunkStore {
 
   // ---- ChunkStore ----
 
-  async put(id: ChunkId, bytes: Uint8Array, policy: Policy = this.policy): Promise<'stored' | 'existed'> {
+  async put(id: ChunkId, bytes: Uint8Array, policy?: Policy): Promise<'stored' | 'existed'> {
     this.assertOpen();
     assertChunkId(id);
     await this.refresh();
-    if (await this.has(id)) return 'existed';
-    const fragments = await this.fragmentsOf(bytes, policy);
-    await this.place(id, policy, fragments, rank(id, this.writable()));
+    if (await this.has(id)) {
+      // A file that asks more of a chunk it shares with files under a weaker policy raises it.
+      if (policy) {
+        const have = await this.policyOf(id);
+        if (have && tolerance(have) < tolerance(policy)) await this.heal(id, policy);
+      }
+      return 'existed';
+    }
+    const p = policy ?? this.policy;
+    const fragments = await this.fragmentsOf(bytes, p);
+    await this.place(id, p, fragments, rank(id, this.writable()));
     return 'stored';
+  }
+
+  /** The policy a chunk is stored under, by the first fragment header that reads back whole;
+   * undefined when no fragment is found. (A chunk caught in a change of policy may have
+   * fragments of two: this is one of them.) */
+  async policyOf(id: ChunkId): Promise<Policy | undefined> {
+    this.assertOpen();
+    assertChunkId(id);
+    await this.refresh();
+    for (const m of rank(id, this.readable())) {
+      try {
+        return decodeHeader(await m.disk!.head(id, FRAGMENT_HEADER)).policy;
+      } catch {
+        continue; // missing or corrupt here: the next disk
+      }
+    }
+    return undefined;
   }
 
   async get(id: ChunkId): Promise<Buffer> {
     this.assertOpen();
     assertChunkId(id);
+    this.heat?.record(id);
     await this.refresh();
     const order = rank(id, this.readable());
     let policy: Policy | undefined;
@@ -138,11 +172,14 @@ export class Pool implements ChunkStore {
       found.push(f);
     }
     if (policy === undefined) {
+      const staged = await this.readStaged(id);
+      if (staged) return staged.payload;
       if (corrupt) this.scheduleHeal(id);
+      if (corrupt) this.counters.unreadableReads++;
       throw (corrupt ? new ChunkUnreadableError(id, 'no readable fragment is left') : new ChunkNotFoundError(id));
     }
     if (policy.kind === 'replicate') {
-      if (corrupt) this.scheduleHeal(id);
+      if (corrupt) this.degraded(id);
       return found[0]!.payload;
     }
     // Erasure-coded: K shards, read together from the next disks in order (the data shards,
@@ -157,10 +194,18 @@ export class Pool implements ChunkStore {
       }
     }
     if (found.length < k) {
+      // Caught in a change of policy, the chunk may be whole under the other one.
+      const s = await this.survey(id);
+      if (s.current !== undefined && distinctCount(s.usable, s.current) >= fragmentsNeeded(s.current)) {
+        this.degraded(id);
+        return this.assemble(s.usable, s.current);
+      }
+      if (s.staged) return s.staged.payload;
       this.scheduleHeal(id);
+      this.counters.unreadableReads++;
       throw new ChunkUnreadableError(id, `${found.length} of the ${k} fragments it needs are readable`);
     }
-    if (corrupt || found.some((f) => f.header.index >= k)) this.scheduleHeal(id);
+    if (corrupt || found.some((f) => f.header.index >= k)) this.degraded(id);
     return this.assemble(found, policy);
   }
 
@@ -190,15 +235,26 @@ export class Pool implements ChunkStore {
 
   /** Every chunk with a fragment on a readable disk, once; storedBytes as stat() gives it. */
   async *iterate(): AsyncGenerator<ChunkStat> {
+    for await (const c of this.iterateFrom()) yield c;
+  }
+
+  /** iterate(), in order of fan-out prefix (the first four hex digits of the id), from the
+   * prefix after `after`: a walk stopped midway goes on where it was. */
+  async *iterateFrom(after = ''): AsyncGenerator<ChunkStat & { prefix: string }> {
     this.assertOpen();
     const disks = this.readable().map((m) => m.disk!);
     const prefixes = new Set<string>();
-    for (const d of disks) for await (const p of d.prefixes()) prefixes.add(p);
+    for (const d of disks) for await (const p of d.prefixes()) if (p > after) prefixes.add(p);
     for (const prefix of [...prefixes].sort()) {
       const sizes = new Map<ChunkId, number>();
       for (const d of disks) for (const c of await d.chunksUnder(prefix)) sizes.set(c.id, (sizes.get(c.id) ?? 0) + c.storedBytes);
-      for (const [id, storedBytes] of sizes) yield { id, storedBytes };
+      for (const [id, storedBytes] of sizes) yield { id, storedBytes, prefix };
     }
+  }
+
+  /** Bytes of fragments on the readable disks (what a scrub reads). */
+  storedBytes(): number {
+    return this.readable().reduce((n, m) => n + m.disk!.storedBytes, 0);
   }
 
   /** Raw bytes over the disks that take new fragments (a policy's overhead is not taken off). */
@@ -237,33 +293,80 @@ export class Pool implements ChunkStore {
    * rebuilds the missing from the rest, and writes them to disks that hold none of the chunk;
    * fragments on draining disks are copied off them, then deleted. With `policy` (a change of
    * policy), the chunk is re-encoded under it.
+   *
+   * With `tidy`, fragments the chunk does not need are removed once it is whole: those of another
+   * policy (left by a change of policy that stopped midway) and surplus copies (rebuilt while a
+   * disk was away, and found again when it came back). Only one process may tidy at a time (the
+   * store's job runner): two could each take the other's new fragments for leftovers.
    */
-  async heal(id: ChunkId, policy?: Policy): Promise<HealResult> {
+  async heal(id: ChunkId, policy?: Policy, tidy = false): Promise<HealResult> {
     this.assertOpen();
     assertChunkId(id);
     await this.refresh();
     const survey = await this.survey(id);
-    const { good, current, usable } = survey;
+    const { good, current, usable, staged } = survey;
     const result: HealResult = { bytes: survey.bytes, written: 0, corrupt: survey.corrupt.length, lost: survey.lost };
     // A chunk that cannot be rebuilt keeps even its corrupt fragments: they are all there is.
-    if (current === undefined || survey.lost) return result;
+    if (survey.lost) return result;
+    const whole = current !== undefined && distinctCount(usable, current) >= fragmentsNeeded(current);
+    if (!whole) {
+      // Only a staged copy is left readable: a change of policy stopped midway, which only a
+      // change of policy (the job's heal, with its policy) finishes.
+      if (!policy || !staged) return result;
+      for (const m of survey.corrupt) await m.disk?.delete(id);
+      return this.reencode(id, staged.payload, [], undefined, policy, good, result, staged.member);
+    }
     for (const m of survey.corrupt) await m.disk?.delete(id);
     const target = policy ?? current;
-    if (!samePolicy(target, current)) return this.reencode(id, usable, current, target, good, result);
+    if (!samePolicy(target, current)) return this.reencode(id, await this.assemble(usable, current), usable, current, target, good, result, staged?.member);
 
     const missing = missingFragments(usable, current);
     const draining = good.filter((f) => f.member.config.state !== 'active');
+    let holding = good;
+    if (tidy && missing.length > 0) {
+      // Fragments of another policy (a change stopped midway) are not needed by a chunk readable
+      // under this one, and their disks may be the only ones left to take what it lacks.
+      const stale = good.filter((f) => !samePolicy(f.header.policy, current));
+      for (const f of stale) if (f.member.disk) await f.member.disk.delete(id);
+      if (stale.length > 0) result.removed = stale.length;
+      holding = usable;
+    }
     if (missing.length > 0) {
+      const holders = new Set(holding.map((f) => f.member));
+      const free = rank(id, this.writable()).filter((m) => !holders.has(m));
+      // Too few disks left to take what is missing (a pool degraded below its policy's width):
+      // rebuilding the chunk only to find nowhere to put it would cost every read of it.
+      if (free.length === 0) return result;
       const chunk = await this.assemble(usable, current);
       const all = await this.fragmentsOf(chunk, current);
-      const holders = new Set(good.map((f) => f.member));
-      const free = rank(id, this.writable()).filter((m) => !holders.has(m));
       const placed = await this.placeSome(id, missing.map((i) => all[i]!), free);
       result.written += placed;
       if (placed < missing.length) return result; // not enough room: draining copies stay
     }
     for (const f of draining) await f.member.disk!.delete(id);
+    if (tidy) {
+      result.removed = (result.removed ?? 0) + (await this.removeSurplus(id, holding, usable, current));
+      if (staged) await this.dropStaged(id);
+    }
     return result;
+  }
+
+  /** Deletes the fragments a whole chunk does not need (see heal's `tidy`); returns how many. */
+  private async removeSurplus(id: ChunkId, good: Found[], usable: Found[], current: Policy): Promise<number> {
+    const keep = new Set<Found>();
+    const order = rank(id, this.readable());
+    const byRank = [...usable].sort((a, b) => order.indexOf(a.member) - order.indexOf(b.member));
+    if (current.kind === 'replicate') for (const f of byRank.slice(0, current.copies)) keep.add(f);
+    else {
+      const seen = new Set<number>();
+      for (const f of byRank) if (!seen.has(f.header.index)) {
+        seen.add(f.header.index);
+        keep.add(f);
+      }
+    }
+    let removed = 0;
+    for (const f of good) if (!keep.has(f) && f.member.config.state === 'active' && (await f.member.disk!.delete(id))) removed++;
+    return removed;
   }
 
   /** What a scrub without repair reports of one chunk; writes nothing. */
@@ -279,8 +382,11 @@ export class Pool implements ChunkStore {
   /** Every fragment of a chunk on the readable disks, read and checked: the good ones, the disks
    * with a corrupt one, and the policy the chunk is under (the one most good fragments have: a
    * crash during a change of policy can leave fragments of two). */
-  private async survey(id: ChunkId): Promise<{ good: Found[]; usable: Found[]; corrupt: Member[]; current?: Policy; lost: boolean; bytes: number }> {
-    const reads = await Promise.all(this.readable().map(async (m) => ({ m, f: await this.readFragment(m, id) })));
+  private async survey(id: ChunkId): Promise<Survey> {
+    const [reads, staged] = await Promise.all([
+      Promise.all(this.readable().map(async (m) => ({ m, f: await this.readFragment(m, id) }))),
+      this.readStaged(id),
+    ]);
     const good: Found[] = [];
     const corrupt: Member[] = [];
     let bytes = 0;
@@ -291,12 +397,50 @@ export class Pool implements ChunkStore {
         bytes += f.payload.length;
       }
     }
-    if (good.length === 0) return { good, usable: [], corrupt, lost: corrupt.length > 0, bytes };
-    const count = (p: Policy): number => good.filter((g) => samePolicy(g.header.policy, p)).length;
-    const current = good.map((f) => f.header.policy).reduce((best, p) => (count(p) > count(best) ? p : best));
-    const usable = good.filter((f) => samePolicy(f.header.policy, current));
-    const distinct = current.kind === 'replicate' ? usable.length : new Set(usable.map((f) => f.header.index)).size;
-    return { good, usable, corrupt, current, lost: distinct < fragmentsNeeded(current), bytes };
+    if (good.length === 0) return { good, usable: [], corrupt, lost: corrupt.length > 0 && !staged, bytes, staged };
+    // Per policy found, the fragments of it and how many distinct ones; the chunk is under the
+    // policy it can be read under (when both can, the one with more fragments).
+    const sets = new Map<string, { policy: Policy; fragments: Found[]; distinct: number }>();
+    for (const f of good) {
+      const key = formatPolicy(f.header.policy);
+      const set = sets.get(key) ?? { policy: f.header.policy, fragments: [], distinct: 0 };
+      set.fragments.push(f);
+      sets.set(key, set);
+    }
+    for (const set of sets.values()) set.distinct = set.policy.kind === 'replicate' ? set.fragments.length : new Set(set.fragments.map((f) => f.header.index)).size;
+    const readable = (set: { policy: Policy; distinct: number }): boolean => set.distinct >= fragmentsNeeded(set.policy);
+    const best = [...sets.values()].reduce((a, b) => {
+      if (readable(a) !== readable(b)) return readable(a) ? a : b;
+      return b.fragments.length > a.fragments.length ? b : a;
+    });
+    return { good, usable: best.fragments, corrupt, current: best.policy, lost: !readable(best) && !staged, bytes, staged };
+  }
+
+  /** A staged copy of the chunk (see Disk.putStaged), checked; undefined when there is none. */
+  private async readStaged(id: ChunkId): Promise<Found | undefined> {
+    for (const m of this.readable()) {
+      const file = await m.disk!.getStaged(id).catch(() => undefined);
+      if (!file) continue;
+      try {
+        const { header, payload } = decodeFragment(file);
+        return { member: m, header, payload };
+      } catch {
+        continue;
+      }
+    }
+    return undefined;
+  }
+
+  /** A read that passed over a missing or corrupt fragment, or rebuilt a data shard: counted,
+   * and the chunk queued for repair. */
+  private degraded(id: ChunkId): void {
+    this.counters.degradedReads++;
+    this.scheduleHeal(id);
+  }
+
+  /** Chunks waiting for a background repair. */
+  get healQueueLength(): number {
+    return this.healQueue.size;
   }
 
   /** Repairs chunks found damaged by reads, one at a time, in the background. */
@@ -310,7 +454,10 @@ export class Pool implements ChunkStore {
         try {
           const r = await this.heal(next);
           this.log?.info({ chunk: next, ...r }, r.lost ? 'chunk cannot be repaired: too few fragments left' : 'chunk repaired');
+          if (r.lost) this.counters.repairsFailed++;
+          else if (r.written > 0) this.counters.repairs++;
         } catch (err) {
+          this.counters.repairsFailed++;
           this.log?.warn({ chunk: next, err }, 'chunk repair failed');
         }
       }
@@ -426,6 +573,7 @@ export class Pool implements ChunkStore {
       return { member: m, header, payload };
     } catch (err) {
       this.log?.error({ disk: m.config.path, chunk: id, reason: (err as Error).message }, 'corrupt fragment: the chunk is read from the others');
+      this.counters.corruptFragments++;
       return 'corrupt';
     }
   }
@@ -488,41 +636,116 @@ export class Pool implements ChunkStore {
     return placed;
   }
 
-  /** Writes the chunk under `target` and removes its fragments under `current`. New fragments
-   * go to disks holding none of the chunk first; a disk holding an old fragment gets its new one
-   * in place of it only when no other is left. A crash in between leaves both sets, each whole
-   * or not: the next heal keeps the one that can be read and finishes the change. */
-  private async reencode(id: ChunkId, usable: Found[], current: Policy, target: Policy, good: Found[], result: HealResult): Promise<HealResult> {
-    const chunk = await this.assemble(usable, current);
+  /** Writes the chunk under `target` and removes its fragments under other policies. Fragments
+   * of `target` already there (a change stopped midway) are kept; the missing ones go to disks
+   * holding none of the chunk first, then in place of old fragments, but only where the chunk
+   * stays readable without the old one (under the old policy, or under the new with what is
+   * written so far): a crash at any moment leaves a chunk the next heal can read and finish. */
+  private async reencode(id: ChunkId, chunk: Buffer, usable: Found[], current: Policy | undefined, target: Policy, good: Found[], result: HealResult, stagedOn?: Member): Promise<HealResult> {
     const fragments = await this.fragmentsOf(chunk, target);
+    let staged = stagedOn;
+    const kept = good.filter((f) => samePolicy(f.header.policy, target) && f.member.config.state === 'active');
+    const newIndices = new Set(kept.map((f) => f.header.index));
+    let newCount = target.kind === 'replicate' ? kept.length : newIndices.size;
+    const todo = target.kind === 'replicate'
+      ? new Array<number>(Math.max(0, target.copies - kept.length)).fill(0)
+      : fragments.map((_, i) => i).filter((i) => !newIndices.has(i));
+    // The old fragments that still make the chunk readable under `current`, by disk.
+    const oldOn = new Map(usable.map((f) => [f.member, f]));
+    const oldReadable = (): boolean => current !== undefined && distinctCount([...oldOn.values()], current) >= fragmentsNeeded(current);
     const holders = new Set(good.map((f) => f.member));
-    const order = rank(id, this.writable());
-    const candidates = [...order.filter((m) => !holders.has(m)), ...order.filter((m) => holders.has(m))];
-    // Disks that hold an old fragment must let it go before taking a new one (one file per chunk).
-    const queue = [...candidates];
+    const order = rank(id, this.writable()).filter((m) => !kept.some((f) => f.member === m));
+    const queue = [...order.filter((m) => !holders.has(m)), ...order.filter((m) => holders.has(m))];
     const took = new Set<Member>();
-    for (const parts of fragments) {
-      for (let m = queue.shift(); m !== undefined; m = queue.shift()) {
+    let unsynced = false;
+    for (const index of todo) {
+      for (let i = 0; i < queue.length; i++) {
+        const m = queue[i]!;
+        const old = oldOn.get(m);
+        if (old) {
+          oldOn.delete(m);
+          const safe = staged !== undefined || oldReadable() || newCount >= fragmentsNeeded(target);
+          if (!safe && i + 1 < queue.length) {
+            oldOn.set(m, old);
+            continue; // not yet: maybe once more of the new fragments are written
+          }
+          if (!safe) {
+            // Every disk holds a fragment the chunk needs: a whole copy goes beside them first.
+            staged = await this.stage(id, chunk);
+            if (!staged) {
+              oldOn.set(m, old);
+              break;
+            }
+          }
+        }
         try {
-          if (holders.has(m)) await m.disk!.delete(id);
-          await m.disk!.put(id, parts);
-          took.add(m);
-          break;
+          if (holders.has(m)) {
+            // What the chunk is read from once this one goes must be on disk first (power loss).
+            if (unsynced) await this.sync();
+            unsynced = false;
+            await m.disk!.delete(id);
+          }
+          await m.disk!.put(id, fragments[index]!);
+          unsynced = true;
         } catch {
+          if (old) oldOn.set(m, old); // (its delete may not have happened)
+          queue.splice(i--, 1);
           continue;
         }
+        queue.splice(i, 1);
+        took.add(m);
+        newCount++;
+        break;
       }
     }
-    const written = took.size;
-    if (written < fragments.length) {
-      result.written += written;
-      return result;
-    }
+    result.written += took.size;
+    if (took.size < todo.length) return result; // too few disks with room: the old fragments stay
     await this.sync();
-    for (const f of good) if (!took.has(f.member) && f.member.disk) await f.member.disk.delete(id);
-    result.written += written;
+    for (const f of good) if (!took.has(f.member) && !kept.includes(f) && f.member.disk) await f.member.disk.delete(id);
+    if (staged) await this.dropStaged(id);
     return result;
   }
+
+  /** Writes a whole copy of the chunk beside its fragments, on the first disk that takes it. */
+  private async stage(id: ChunkId, chunk: Buffer): Promise<Member | undefined> {
+    const [parts] = await this.fragmentsOf(chunk, { kind: 'replicate', copies: 1 });
+    for (const m of rank(id, this.writable())) {
+      try {
+        await m.disk!.putStaged(id, parts!);
+        return m;
+      } catch (err) {
+        this.log?.warn({ disk: m.config.path, chunk: id, err }, 'cannot stage a copy here; trying another disk');
+      }
+    }
+    return undefined;
+  }
+
+  private async dropStaged(id: ChunkId): Promise<void> {
+    await Promise.all(this.readable().map((m) => m.disk!.deleteStaged(id).catch(() => undefined)));
+  }
+}
+
+/** What heal and scrub find of a chunk on the disks. */
+interface Survey {
+  /** Fragments that read back whole. */
+  good: Found[];
+  /** Those of `current`. */
+  usable: Found[];
+  /** Disks whose fragment is corrupt. */
+  corrupt: Member[];
+  /** The policy the chunk is under (see survey). */
+  current?: Policy;
+  /** Nothing can rebuild it. */
+  lost: boolean;
+  bytes: number;
+  /** A whole copy staged during a change of policy. */
+  staged?: Found;
+}
+
+/** Distinct fragments among `found` of `policy` (copies, or shard indices). */
+function distinctCount(found: readonly Found[], policy: Policy): number {
+  const of = found.filter((f) => samePolicy(f.header.policy, policy));
+  return policy.kind === 'replicate' ? of.length : new Set(of.map((f) => f.header.index)).size;
 }
 
 /** The fragments a chunk lacks on active disks, by index (a replica's is 0, once per missing copy). */

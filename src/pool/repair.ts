@@ -21,8 +21,13 @@ export interface WalkReport {
 }
 
 export interface WalkOptions {
-  /** Called after each chunk. */
-  onProgress?: (report: WalkReport) => void;
+  /** Called after each chunk, with the fan-out prefix it is under (a walk given `after` that
+   * prefix goes on from the one after it: chunks under one prefix are looked at together). */
+  onProgress?: (report: WalkReport, prefix: string) => void | Promise<void>;
+  /** Starts after this fan-out prefix. */
+  after?: string;
+  /** Also removes fragments chunks do not need (see Pool.heal): only the store's job runner may. */
+  tidy?: boolean;
   /** Only look, write nothing (scrub without --repair). */
   checkOnly?: boolean;
   /** Read at most this many bytes a second (scrub's intensity); absent: as fast as the disks go. */
@@ -35,10 +40,10 @@ function emptyReport(): WalkReport {
   return { chunks: 0, bytes: 0, corrupt: 0, written: 0, degraded: 0, lost: [] };
 }
 
-async function walk(pool: Pool, ids: AsyncIterable<ChunkId>, opts: WalkOptions): Promise<WalkReport> {
+async function walk(pool: Pool, ids: AsyncIterable<{ id: ChunkId; prefix: string }>, opts: WalkOptions): Promise<WalkReport> {
   const report = emptyReport();
   const started = Date.now();
-  for await (const id of ids) {
+  for await (const { id, prefix } of ids) {
     if (opts.signal?.aborted) break;
     if (opts.checkOnly) {
       const state = await pool.inspect(id);
@@ -47,14 +52,14 @@ async function walk(pool: Pool, ids: AsyncIterable<ChunkId>, opts: WalkOptions):
       if (state.lost) report.lost.push(id);
       else if (state.degraded) report.degraded++;
     } else {
-      const r = await pool.heal(id);
+      const r = await pool.heal(id, undefined, opts.tidy);
       report.bytes += r.bytes;
       report.corrupt += r.corrupt;
       report.written += r.written;
       if (r.lost) report.lost.push(id);
     }
     report.chunks++;
-    opts.onProgress?.(report);
+    await opts.onProgress?.(report, prefix);
     if (opts.bytesPerSecond) {
       // Ahead of the allowed rate: wait until the bytes read so far are due.
       const due = started + (report.bytes / opts.bytesPerSecond) * 1000;
@@ -64,15 +69,12 @@ async function walk(pool: Pool, ids: AsyncIterable<ChunkId>, opts: WalkOptions):
   return report;
 }
 
-async function* allChunks(pool: Pool): AsyncGenerator<ChunkId> {
-  for await (const c of pool.iterate()) yield c.id;
-}
 
 /** Every chunk back to its policy's full redundancy, on the disks there are now: a rebuild, or a
  * scrub with repair (every fragment is read and checked either way). With checkOnly, a scrub that
  * only reports. */
 export function healAll(pool: Pool, opts: WalkOptions = {}): Promise<WalkReport> {
-  return walk(pool, allChunks(pool), opts);
+  return walk(pool, pool.iterateFrom(opts.after), opts);
 }
 
 /** Moves every fragment off a draining disk (heal copies a draining disk's fragments to active
@@ -80,8 +82,11 @@ export function healAll(pool: Pool, opts: WalkOptions = {}): Promise<WalkReport>
 export function drain(pool: Pool, diskId: string, opts: WalkOptions = {}): Promise<WalkReport> {
   const disk = pool.disks().find((d) => d.config.id === diskId)?.disk;
   if (!disk) throw new Error(`disk ${diskId} is not readable: its fragments can only be rebuilt from the others (orbit pool rebuild)`);
-  const ids = async function* (): AsyncGenerator<ChunkId> {
-    for await (const prefix of disk.prefixes()) for (const c of await disk.chunksUnder(prefix)) yield c.id;
+  const after = opts.after ?? '';
+  const ids = async function* (): AsyncGenerator<{ id: ChunkId; prefix: string }> {
+    const prefixes: string[] = [];
+    for await (const prefix of disk.prefixes()) if (prefix > after) prefixes.push(prefix);
+    for (const prefix of prefixes.sort()) for (const c of await disk.chunksUnder(prefix)) yield { id: c.id, prefix };
   };
   return walk(pool, ids(), opts);
 }

@@ -3,7 +3,7 @@
 // them, and commits pin the chunks they are about to store (see OpenFile), so a chunk is never
 // deleted under a writer that found it already stored.
 import type { MetaEngine } from '../meta/contract.js';
-import type { ChunkStore } from '../pool/contract.js';
+import type { ChunkId, ChunkStore } from '../pool/contract.js';
 import type { Store } from './store.js';
 
 const BATCH = 256;
@@ -13,6 +13,8 @@ export const STALE_CLAIM_MS = 60_000;
 export interface GcReport {
   chunks: number;
   storedBytes: number;
+  /** Of them, chunks found in the pool that the metadata did not know at all. */
+  orphans: number;
 }
 
 /** Finishes deleting chunks whose gc died midway: nothing refers to them. */
@@ -25,7 +27,7 @@ export async function finishStaleClaims(meta: MetaEngine, chunks: ChunkStore, ol
 }
 
 export async function gc(store: Store): Promise<GcReport> {
-  const report: GcReport = { chunks: await finishStaleClaims(store.meta, store.chunks), storedBytes: 0 };
+  const report: GcReport = { chunks: await finishStaleClaims(store.meta, store.chunks), storedBytes: 0, orphans: 0 };
   for (;;) {
     const claimed = await store.meta.claimUnreferenced(BATCH, Date.now());
     if (claimed.length === 0) break;
@@ -39,5 +41,31 @@ export async function gc(store: Store): Promise<GcReport> {
     await store.meta.forgetChunks(claimed.map((c) => c.id));
     report.chunks += claimed.length;
   }
+  await removeOrphans(store, report);
   return report;
+}
+
+/** Chunks on the pool's disks that no metadata knows: left by a disk that was away while they
+ * were collected, or by a store whose metadata lost them. They are claimed in the metadata first
+ * (a commit that wants one from then on stores it anew), so none is deleted under a writer. */
+async function removeOrphans(store: Store, report: GcReport): Promise<void> {
+  const sweep = async (batch: Map<ChunkId, number>): Promise<void> => {
+    const orphans = await store.meta.claimOrphans([...batch.keys()], Date.now());
+    for (const id of orphans) {
+      await store.chunks.delete(id);
+      report.storedBytes += batch.get(id) ?? 0;
+    }
+    await store.chunks.sync();
+    await store.meta.forgetChunks(orphans);
+    report.chunks += orphans.length;
+    report.orphans += orphans.length;
+  };
+  let batch = new Map<ChunkId, number>();
+  for await (const c of store.chunks.iterate()) {
+    batch.set(c.id, c.storedBytes);
+    if (batch.size < BATCH) continue;
+    await sweep(batch);
+    batch = new Map();
+  }
+  if (batch.size > 0) await sweep(batch);
 }

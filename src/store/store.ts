@@ -89,7 +89,8 @@ export class Store {
   }
 
   private static async openParts(root: string, id: string): Promise<Store> {
-    const meta = new MetaClient(await SqliteMeta.open(path.join(root, 'meta.db')));
+    // Mirrored on the pool's disks when it has three or more (meta/sqlite/mirror.ts).
+    const meta = new MetaClient(await SqliteMeta.open(path.join(root, 'meta.db'), { mirrorPool: root }));
     const chunks = await Pool.open(root, componentLogger('pool'));
     const codec = new CodecPool();
     await codec.ready();

@@ -2,9 +2,15 @@
 // mounts, and an orderly end: on unmount or SIGINT/SIGTERM, the session ends, the store is synced
 // and the entry removed, and the process then ends as a process with nothing left to do.
 import { FuseSession } from '../fuse/session.js';
+import { JOB_HANDLERS } from '../jobs/handlers.js';
+import { JobRunner } from '../jobs/runner.js';
 import { componentLogger } from '../log.js';
+import { Heat } from '../pool/heat.js';
 import { StoreError, type Store } from '../store/store.js';
 import { VolumeFs } from './volume-fs.js';
+
+/** How often the heat of chunks read is saved (a crash loses at most this much of it). */
+const HEAT_SAVE_MS = 60_000;
 
 export interface VolumeMountOptions {
   volume: string;
@@ -28,7 +34,7 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
   // Nobody else serves the volume now: holds left by a crashed process can go.
   const recovered = await store.meta.recoverVolume(opts.volume);
   if (recovered > 0) log.info({ inodes: recovered }, 'removed files unlinked while open before a crash');
-  const fs = new VolumeFs(store, volume.root, log);
+  const fs = new VolumeFs(store, opts.volume, volume.root, log);
   const session = new FuseSession(
     fs,
     {
@@ -51,6 +57,16 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
     await store.releaseMount(opts.volume);
     throw err;
   }
+  // Jobs of the store (changes of policy, scrubs) run here while it is mounted: one process of
+  // the store at a time runs them, and another takes over when it goes.
+  const runner = new JobRunner(store, JOB_HANDLERS, componentLogger('jobs'));
+  runner.start();
+  // Reads of this volume count towards chunks' heat (orbit tier list).
+  const heat = store.chunks.heat ?? Heat.open(store.home, { log: componentLogger('heat') });
+  if (!store.chunks.heat) {
+    store.chunks.heat = heat;
+    heat.startSaving(HEAT_SAVE_MS);
+  }
   const onSignal = (): void => {
     log.info('signal: unmounting');
     session.unmount().catch(() => session.unmount({ lazy: true })).catch((err: unknown) => log.error({ err }, 'cannot unmount'));
@@ -61,6 +77,8 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     try {
+      await runner.stop();
+      await heat.close().catch((err: unknown) => log.warn({ err }, 'cannot save the heat of chunks'));
       await store.sync();
     } catch (err) {
       // A full disk, say: what was synced before stands, and the next mount recovers the rest.

@@ -14,6 +14,7 @@ import { borrowShared, returnShared, SHARED_BATCH } from '../content/codec-pool.
 import type { ChunkInfo, Extent, Ino, MetaEngine } from '../meta/contract.js';
 import type { ChunkStore } from '../pool/contract.js';
 import { finishStaleClaims, STALE_CLAIM_MS } from '../store/gc.js';
+import { ownPolicy } from '../store/policies.js';
 import type { ChunkCache } from './chunk-cache.js';
 
 const MiB = 1024 * 1024;
@@ -209,12 +210,14 @@ export class OpenFile {
     // Chunks are pinned and stored a batch at a time, while the next batch is cut: the disk
     // writes overlap the hashing. The extents name them all at the end, in one transaction.
     const token = randomInt(2 ** 47);
+    // Read at each commit: a change of policy holds for the next write.
+    const policy = await ownPolicy(this.parts.meta, this.ino);
     const storing: Array<Promise<void>> = [];
     const store = (found: EncodedPiece[]): void => {
       pieces.push(...found);
       const stored = (async () => {
         await this.pin(found.map(chunkInfo), token);
-        await forEachLimited(found, CHUNKS_IN_FLIGHT, async (c) => void (await this.parts.chunks.put(c.id, c.bytes)));
+        await forEachLimited(found, CHUNKS_IN_FLIGHT, async (c) => void (await this.parts.chunks.put(c.id, c.bytes, policy)));
       })();
       stored.catch(() => undefined); // awaited below: until then, a failure is not unhandled
       storing.push(stored);

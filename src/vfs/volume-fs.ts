@@ -19,6 +19,9 @@ import type { DirentWriter } from '../fuse/dirent.js';
 import { FuseError } from '../fuse/errors.js';
 import type { Logger } from '../log.js';
 import { FileType, type InodeAttr, type Ino, type NewNode } from '../meta/contract.js';
+import { queuePolicyChange } from '../jobs/policy-change.js';
+import { formatPolicy, parsePolicy, PolicyError } from '../pool/policy.js';
+import { ownPolicy, POLICY_XATTR } from '../store/policies.js';
 import type { Store } from '../store/store.js';
 import { ChunkCache } from './chunk-cache.js';
 import { OpenFile, type ContentParts } from './open-file.js';
@@ -43,6 +46,7 @@ export class VolumeFs implements FuseOperations {
 
   constructor(
     private readonly store: Store,
+    private readonly volume: string,
     /** The volume root's inode in the metadata engine; the kernel knows it as 1. */
     private readonly root: Ino,
     private readonly log: Logger,
@@ -258,11 +262,35 @@ export class VolumeFs implements FuseOperations {
 
   async setxattr(_ctx: RequestContext, ino: number, name: string, value: Buffer, flags: number): Promise<void> {
     if (!/^(user|trusted|security)\./.test(name)) throw new FuseError('EOPNOTSUPP');
+    if (name === POLICY_XATTR) return this.setPolicy(this.toMeta(ino), value.toString('utf8'), flags);
     await this.store.meta.setxattr(this.toMeta(ino), name, Buffer.from(value), flags);
   }
 
   async removexattr(_ctx: RequestContext, ino: number, name: string): Promise<void> {
+    if (name === POLICY_XATTR) return this.setPolicy(this.toMeta(ino), undefined, 0);
     await this.store.meta.removexattr(this.toMeta(ino), name);
+  }
+
+  /** user.orbit.policy: only a policy Orbit can keep is taken (EINVAL otherwise); a file's
+   * chunks are re-encoded under it in the background (the new value holds for new writes at
+   * once). On a directory it is what files made in it later get. */
+  private async setPolicy(ino: Ino, text: string | undefined, flags: number): Promise<void> {
+    let policy: string | undefined;
+    if (text !== undefined) {
+      try {
+        policy = formatPolicy(parsePolicy(text.replace(/\0+$/, '')));
+      } catch (err) {
+        if (err instanceof PolicyError) throw new FuseError('EINVAL', err.message);
+        throw err;
+      }
+    }
+    const was = await ownPolicy(this.store.meta, ino);
+    if (policy === undefined) await this.store.meta.removexattr(ino, POLICY_XATTR);
+    else await this.store.meta.setxattr(ino, POLICY_XATTR, Buffer.from(policy), flags);
+    const attr = await this.store.meta.getattr(ino);
+    if ((attr.mode & S_IFMT) !== FileType.Regular) return;
+    const target = { volume: this.volume, ino, path: `${this.volume}:<inode ${ino}>` };
+    await queuePolicyChange(this.store, target, policy ?? 'default', false, was ? formatPolicy(was) : 'default');
   }
 
   async statfs(): Promise<StatfsReply> {

@@ -6,22 +6,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { dropCaches } from '../../bench/lib.js';
-import { run, tempDir, type RunResult } from '../helpers.js';
+import { orbit, orbitOk, run, storeWithDisks, tempDir } from '../helpers.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const orbitBin = path.join(repo, 'bin/orbit.js');
 const MiB = 1024 * 1024;
 
-const orbit = (...args: string[]): Promise<RunResult> => run(process.execPath, [orbitBin, ...args], { timeoutMs: 120_000 });
-
-async function ok(...args: string[]): Promise<string> {
-  const res = await orbit(...args);
-  assert.equal(res.code, 0, `orbit ${args.join(' ')} exited ${res.code}: ${res.stderr}`);
-  return res.stdout;
-}
+const ok = orbitOk;
 
 /** Every fragment file on a disk. */
 async function fragmentsOn(disk: string): Promise<string[]> {
@@ -38,15 +29,10 @@ describe('a pool of six disks under ec:4+2, through a mount', () => {
 
   before(async () => {
     tmp = await tempDir('pool-mount');
-    home = path.join(tmp.dir, 'home');
     mnt = path.join(tmp.dir, 'mnt');
-    await ok('init', '--home', home);
-    disks.push(path.join(home, 'pool'));
-    for (let i = 1; i <= 5; i++) {
-      const d = path.join(tmp.dir, `disk${i}`);
-      await ok('pool', 'add-disk', d, '--home', home);
-      disks.push(d);
-    }
+    const made = await storeWithDisks(tmp.dir, 6);
+    home = made.home;
+    disks.push(...made.disks);
     assert.match(await ok('pool', 'policy', 'ec:4+2', '--home', home), /^ec:4\+2\n$/);
     await run('mkdir', [mnt]);
     await ok('mount', '--home', home, '--background', mnt);

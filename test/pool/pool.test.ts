@@ -3,7 +3,7 @@
 // has too few disks for, and listing and deleting what it holds.
 import assert from 'node:assert/strict';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chunkId } from '../../src/content/hash.js';
@@ -341,6 +341,64 @@ describe('Pool', () => {
     assert.ok((await pool.get(c.id)).equals(c.bytes));
   });
 
+  it('raises a chunk that is there already when a put asks for a stronger policy', async () => {
+    const t = await makePool(tmp.dir, 'raise', 6);
+    const pool = await openPool(t.home);
+    const [c] = randomChunks(1, 100_000, 300_000);
+    assert.equal(await pool.put(c!.id, c!.bytes, parsePolicy('none')), 'stored');
+    await assertWhole(t.disks, c!.id, parsePolicy('none'), 'stored under none');
+    assert.equal(await pool.put(c!.id, c!.bytes, parsePolicy('ec:3+2')), 'existed');
+    await assertWhole(t.disks, c!.id, parsePolicy('ec:3+2'), 'raised to ec:3+2');
+    // ec:3+2 survives two lost disks, replicate:2 one: asking for it changes nothing.
+    assert.equal(await pool.put(c!.id, c!.bytes, parsePolicy('replicate:2')), 'existed');
+    await assertWhole(t.disks, c!.id, parsePolicy('ec:3+2'), 'kept under ec:3+2');
+    assert.ok((await pool.get(c!.id)).equals(c!.bytes));
+    await pool.close();
+  });
+
+  it('reads and finishes a chunk caught midway in a change of policy', async () => {
+    const t = await makePool(tmp.dir, 'midway', 6);
+    const pool = await openPool(t.home);
+    const [c] = randomChunks(1, 200_000, 300_000);
+    const old = parsePolicy('replicate:3');
+    const next = parsePolicy('ec:4+2');
+    assert.equal(await pool.put(c!.id, c!.bytes, old), 'stored');
+    const replicas = await fragmentFiles(t.disks, c!.id);
+    // What a crash halfway through a re-encode leaves: shards of the new policy written on the
+    // disks without a replica (too few to read the chunk), the replicas still there.
+    assert.equal((await pool.heal(c!.id, next)).lost, false);
+    assert.equal((await fragmentFiles(t.disks, c!.id)).length, 6);
+    for (const r of replicas) await writeFile(r.file, r.bytes);
+    await pool.close();
+    const again = await openPool(t.home);
+    assert.ok((await again.get(c!.id)).equals(c!.bytes), 'readable in the mixed state');
+    assert.equal((await again.heal(c!.id, next, true)).lost, false);
+    await assertWhole(t.disks, c!.id, next, 'after the change is finished');
+    assert.ok((await again.get(c!.id)).equals(c!.bytes));
+    // Stopped later: four shards written, two replicas left, on the only six disks there are.
+    const shards = await fragmentFiles(t.disks, c!.id);
+    for (const f of shards.slice(0, 2)) await writeFile(f.file, replicas[0]!.bytes);
+    assert.ok((await again.get(c!.id)).equals(c!.bytes));
+    assert.equal((await again.heal(c!.id, next, true)).lost, false);
+    await assertWhole(t.disks, c!.id, next, 'after the later stop is finished');
+    await again.close();
+  });
+
+  it('changes ec:3+2 to ec:4+2 on six disks, where no disk is free, through a staged copy', async () => {
+    const t = await makePool(tmp.dir, 'staged', 6);
+    const pool = await openPool(t.home);
+    const [c] = randomChunks(1, 200_000, 300_000);
+    assert.equal(await pool.put(c!.id, c!.bytes, parsePolicy('ec:3+2')), 'stored');
+    assert.equal((await pool.heal(c!.id, parsePolicy('ec:4+2'), true)).lost, false);
+    await assertWhole(t.disks, c!.id, parsePolicy('ec:4+2'), 'after the change');
+    for (const d of t.disks) assert.deepEqual(await readdir(path.join(d, 'staging')).catch(() => []), [], `no staged copy left on ${d}`);
+    // Back, and a crash midway simulated: the staged copy alone (with three shards of each) reads.
+    assert.equal((await pool.heal(c!.id, parsePolicy('ec:3+2'), true)).lost, false);
+    await assertWhole(t.disks, c!.id, parsePolicy('ec:3+2'), 'after changing back');
+    assert.ok((await pool.get(c!.id)).equals(c!.bytes));
+    await pool.close();
+  });
+
   it('has, stat, iterate and delete see every fragment of every chunk', async () => {
     const t = await makePool(tmp.dir, 'list', 6);
     const pool = await openPool(t.home);
@@ -353,8 +411,8 @@ describe('Pool', () => {
       assert.equal(await pool.has(c.id), false);
       assert.equal(await pool.put(c.id, c.bytes, policy), 'stored');
       assert.equal(await pool.has(c.id), true);
-      // The chunk is there already: nothing is written, under any policy.
-      assert.equal(await pool.put(c.id, randomBytes(10), parsePolicy('replicate:2')), 'existed');
+      // The chunk is there already: nothing is written under a policy no stronger than its own.
+      assert.equal(await pool.put(c.id, randomBytes(10), parsePolicy('none')), 'existed');
     }
     await pool.sync();
 

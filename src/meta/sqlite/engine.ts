@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
 import {
   FileType,
+  INHERITED_XATTRS,
   MetaError,
   NAME_MAX,
   RENAME_EXCHANGE,
@@ -56,7 +57,31 @@ interface ExtentRow {
   chunk_offset: number;
 }
 
+/** What a mirrored operation (mirror.ts) fixes for every copy of the database it runs on, so that
+ * the copies stay identical: its time, and the tag its sequence number gets (see seq()). */
+let stamp: { time: Time; tag: string } | undefined;
+
+/** Runs `fn` with one time and one sequence tag for every operation it calls. */
+export function stamped<T>(fn: () => T): T {
+  const outer = stamp;
+  stamp = { time: clock(), tag: newOpTag() };
+  try {
+    return fn();
+  } finally {
+    stamp = outer;
+  }
+}
+
+/** A tag that tells one writer's change from another's at the same sequence number. */
+function newOpTag(): string {
+  return Math.floor(Math.random() * 2 ** 48).toString(36);
+}
+
 function now(): Time {
+  return stamp ? stamp.time : clock();
+}
+
+function clock(): Time {
   const ms = Date.now();
   return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 };
 }
@@ -83,6 +108,10 @@ export class SqliteEngine {
   private readonly st: Record<string, Statement>;
   /** setattr's UPDATE statements, one per set of columns changed, prepared on first use. */
   private readonly setattrStatements = new Map<string, Statement>();
+  /** The tag of this engine's operations when no stamp gives one (see seq()). */
+  private readonly writer = newOpTag();
+  /** Inside transaction(): operations join it. */
+  private joined = false;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -96,6 +125,7 @@ export class SqliteEngine {
     const version = this.db.prepare("SELECT value FROM settings WHERE key = 'schema'").pluck().get() as string | undefined;
     if (version === undefined) this.db.prepare("INSERT INTO settings VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
     else if (Number(version) !== SCHEMA_VERSION) throw new Error(`metadata schema ${version} is not supported (this Orbit reads ${SCHEMA_VERSION})`);
+    if (this.db.prepare("SELECT 1 FROM settings WHERE key = 'seq'").get() === undefined) this.db.prepare("INSERT INTO settings VALUES ('seq', '0:')").run();
 
     const p = (sql: string): Statement => this.db.prepare(sql);
     this.st = {
@@ -137,12 +167,18 @@ export class SqliteEngine {
       claimChunk: p('UPDATE chunks SET refs = -1, claimed_at = ? WHERE id = ? AND refs = 0'),
       staleClaims: p('SELECT id FROM chunks WHERE refs = -1 AND claimed_at < ?').pluck(),
       forgetChunk: p('DELETE FROM chunks WHERE id = ? AND refs = -1'),
+      claimOrphan: p('INSERT INTO chunks (id, size, stored_size, refs, claimed_at) VALUES (?, 0, 0, -1, ?) ON CONFLICT (id) DO NOTHING'),
+      xattrOfFilesUsing: p('SELECT DISTINCT x.value FROM (SELECT DISTINCT ino FROM extents WHERE chunk = @chunk) e LEFT JOIN xattrs x ON x.ino = e.ino AND x.name = @name').pluck(),
+      inheritXattrs: p(`INSERT INTO xattrs (ino, name, value) SELECT ?, name, value FROM xattrs WHERE ino = ? AND name IN (${INHERITED_XATTRS.map((n) => `'${n}'`).join(', ')})`),
       xattr: p('SELECT value FROM xattrs WHERE ino = ? AND name = ?').pluck(),
       xattrNames: p('SELECT name FROM xattrs WHERE ino = ? ORDER BY name').pluck(),
       setXattr: p('INSERT INTO xattrs (ino, name, value) VALUES (?, ?, ?) ON CONFLICT (ino, name) DO UPDATE SET value = excluded.value'),
       deleteXattr: p('DELETE FROM xattrs WHERE ino = ? AND name = ?'),
       growAndTouch: p('UPDATE inodes SET size = max(size, ?), mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
       markSynced: p("INSERT INTO settings VALUES ('synced', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+      seq: p("SELECT value FROM settings WHERE key = 'seq'").pluck(),
+      // CAST reads the number before the ':'.
+      bumpSeq: p("UPDATE settings SET value = (CAST(value AS INTEGER) + 1) || ':' || ? WHERE key = 'seq'"),
     };
   }
 
@@ -285,6 +321,7 @@ export class SqliteEngine {
       const ino = this.newInode(dir.volume, node.type | (perm & 0o7777), directory ? 2 : 1, caller.uid,
         inherit ? dir.gid : caller.gid, node.rdev ?? 0, directory ? parent : null, node.target ?? null, t);
       this.st.insertDentry!.run(parent, name, ino, node.type);
+      this.st.inheritXattrs!.run(ino, parent);
       if (directory) this.st.setNlink!.run(1, t.sec, t.nsec, parent);
       this.st.touchDir!.run(t.sec, t.nsec, t.sec, t.nsec, parent);
       return { attr: this.getattr(ino), dirs: [this.getattr(parent)] };
@@ -489,7 +526,7 @@ export class SqliteEngine {
   }
 
   unpinChunks(token: number): void {
-    this.st.unpinToken!.run(token);
+    this.tx(() => this.st.unpinToken!.run(token));
   }
 
   claimUnreferenced(limit: number, nowMs: number): ChunkInfo[] {
@@ -509,6 +546,10 @@ export class SqliteEngine {
     this.tx(() => {
       for (const id of ids) this.st.forgetChunk!.run(Buffer.from(id, 'hex'));
     });
+  }
+
+  claimOrphans(ids: string[], nowMs: number): string[] {
+    return this.tx(() => ids.filter((id) => this.st.claimOrphan!.run(Buffer.from(id, 'hex'), nowMs).changes > 0));
   }
 
   checkChunks(): { chunks: Array<ChunkInfo & { refs: number }>; refMismatches: Array<{ id: string; recorded: number; actual: number }> } {
@@ -535,6 +576,10 @@ export class SqliteEngine {
   filesUsing(id: string, limit: number): string[] {
     const inos = this.db.prepare('SELECT DISTINCT ino FROM extents WHERE chunk = ? LIMIT ?').pluck().all(Buffer.from(id, 'hex'), limit) as number[];
     return inos.map((ino) => this.pathOf(ino));
+  }
+
+  xattrOfFilesUsing(id: string, name: string): Array<Buffer | null> {
+    return this.st.xattrOfFilesUsing!.all({ name, chunk: Buffer.from(id, 'hex') }) as Array<Buffer | null>;
   }
 
   /** "volume:/a/b" by one of the inode's names; "volume:<unlinked inode N>" when it has none. */
@@ -602,10 +647,38 @@ export class SqliteEngine {
     this.db.close();
   }
 
+  // ---- copies (mirror.ts) ----
+
+  /** "<n>:<tag>": n counts the changes made to this database, tag tells whose the last one was.
+   * Two copies with one value have had the same changes (mirror.ts keeps them in step by it). */
+  seq(): string {
+    return this.st.seq!.get() as string;
+  }
+
+  /** Runs `fn` in one IMMEDIATE transaction that the operations it calls join, committed when it
+   * returns. They take no savepoints of their own (which cost a copy of every page they change):
+   * `fn` must throw when one fails, so that all of it is rolled back. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(() => {
+      this.joined = true;
+      try {
+        return fn();
+      } finally {
+        this.joined = false;
+      }
+    }).immediate();
+  }
+
   // ---- internals ----
 
+  /** Every change goes through here, so that it counts in seq(). */
   private tx<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    const counted = (): T => {
+      const result = fn();
+      this.st.bumpSeq!.run(stamp?.tag ?? this.writer);
+      return result;
+    };
+    return this.joined ? counted() : this.db.transaction(counted).immediate();
   }
 
   private row(ino: Ino): InodeRow {

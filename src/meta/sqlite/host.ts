@@ -2,6 +2,7 @@
 // engine on a worker thread. better-sqlite3 blocks on disk I/O (and on fsync in sync()), which
 // must never happen on the event loop serving FUSE requests.
 import type { Worker } from 'node:worker_threads';
+import { componentLogger, type Logger } from '../../log.js';
 import { startWorker } from '../../threads.js';
 import { MetaError, type MetaEngine } from '../contract.js';
 import type { SqliteEngine } from './engine.js';
@@ -18,6 +19,23 @@ export type EngineResponse =
   | { seq: number; ok: true; value: unknown }
   | { seq: number; ok: false; name: string; message: string; code?: string };
 
+/** A line the engine's thread asks the host to log. */
+export interface EngineLog {
+  log: 'info' | 'warn' | 'error';
+  fields: Record<string, unknown>;
+  msg: string;
+}
+
+export interface SqliteMetaOptions {
+  /** Mirror the database on the disks of the pool configured in `<mirrorPool>/pool.json`
+   * (mirror.ts), and restore it from a mirror when it is lost. */
+  mirrorPool?: string;
+}
+
+export interface WorkerOptions extends SqliteMetaOptions {
+  path: string;
+}
+
 interface Pending {
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
@@ -28,11 +46,17 @@ export class SqliteMeta implements MetaEngine {
   private readonly pending = new Map<number, Pending>();
   private seq = 0;
   private failure: Error | undefined;
+  private log: Logger | undefined;
 
-  private constructor(readonly path: string) {
-    this.worker = startWorker(new URL('./worker.ts', import.meta.url), { path });
+  private constructor(readonly path: string, options: SqliteMetaOptions) {
+    this.worker = startWorker(new URL('./worker.ts', import.meta.url), { path, ...options } satisfies WorkerOptions);
     this.worker.unref(); // only requests in flight keep the process alive
-    this.worker.on('message', (res: EngineResponse) => {
+    this.worker.on('message', (res: EngineResponse | EngineLog) => {
+      if ('log' in res) {
+        this.log ??= componentLogger('meta');
+        this.log[res.log](res.fields, res.msg);
+        return;
+      }
       const p = this.pending.get(res.seq);
       if (!p) return;
       this.pending.delete(res.seq);
@@ -45,8 +69,8 @@ export class SqliteMeta implements MetaEngine {
   }
 
   /** Opens (creating when missing) the database at `path`; fails as the engine would. */
-  static async open(path: string): Promise<SqliteMeta> {
-    const meta = new SqliteMeta(path);
+  static async open(path: string, options: SqliteMetaOptions = {}): Promise<SqliteMeta> {
+    const meta = new SqliteMeta(path, options);
     await meta.volumes(); // surfaces an unreadable or foreign database now, not on first use
     return meta;
   }
@@ -89,11 +113,14 @@ export class SqliteMeta implements MetaEngine {
   pinChunks: MetaEngine['pinChunks'] = (...a) => this.call('pinChunks', a);
   unpinChunks: MetaEngine['unpinChunks'] = (...a) => this.call('unpinChunks', a);
   claimUnreferenced: MetaEngine['claimUnreferenced'] = (...a) => this.call('claimUnreferenced', a);
+  claimOrphans: MetaEngine['claimOrphans'] = (...a) => this.call('claimOrphans', a);
   staleClaims: MetaEngine['staleClaims'] = (...a) => this.call('staleClaims', a);
   forgetChunks: MetaEngine['forgetChunks'] = (...a) => this.call('forgetChunks', a);
   checkChunks: MetaEngine['checkChunks'] = (...a) => this.call('checkChunks', a);
   repairRefcounts: MetaEngine['repairRefcounts'] = (...a) => this.call('repairRefcounts', a);
   filesUsing: MetaEngine['filesUsing'] = (...a) => this.call('filesUsing', a);
+  xattrOfFilesUsing: MetaEngine['xattrOfFilesUsing'] = (...a) =>
+    this.call<Array<Uint8Array | null>>('xattrOfFilesUsing', a).then((vs) => vs.map((v) => (v === null ? null : Buffer.from(v.buffer, v.byteOffset, v.length))));
   getxattr: MetaEngine['getxattr'] = (...a) => this.call<Uint8Array>('getxattr', a).then((v) => Buffer.from(v.buffer, v.byteOffset, v.length));
   listxattr: MetaEngine['listxattr'] = (...a) => this.call('listxattr', a);
   setxattr: MetaEngine['setxattr'] = (...a) => this.call('setxattr', a);

@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS extents (
   chunk_offset INTEGER NOT NULL,
   PRIMARY KEY (ino, offset)
 ) WITHOUT ROWID;
+-- The files using a chunk: to name them (a chunk lost beyond repair) and to ask what they need of
+-- it (a shared chunk keeps the strongest policy of its files).
+CREATE INDEX IF NOT EXISTS extents_by_chunk ON extents (chunk);
 
 -- refs: how many extents name the chunk; -1 while gc deletes it from the pool.
 -- claimed_at (ms since 1970): when gc claimed it (refs -1).

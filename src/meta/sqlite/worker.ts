@@ -1,23 +1,31 @@
 // The SQLite engine's thread: runs each request of the host (host.ts) in turn, synchronously.
 import { parentPort, workerData } from 'node:worker_threads';
 import { SqliteEngine } from './engine.js';
-import type { EngineRequest, EngineResponse } from './host.js';
+import type { EngineLog, EngineRequest, EngineResponse, WorkerOptions } from './host.js';
+import { MirroredEngine, poolMirrorSites } from './mirror.js';
 
-const { path } = workerData as { path: string };
-let engine: SqliteEngine;
+const { path, mirrorPool } = workerData as WorkerOptions;
+const port = parentPort!;
+let run: (method: string, args: unknown[]) => unknown;
 try {
-  engine = new SqliteEngine(path);
+  if (mirrorPool === undefined) {
+    const engine = new SqliteEngine(path);
+    run = (method, args) => (engine[method as keyof SqliteEngine] as (...a: unknown[]) => unknown).apply(engine, args);
+  } else {
+    // Mirrored on the pool's disks; its log lines go to the host, which logs them with its own.
+    const log = (level: EngineLog['log'], fields: Record<string, unknown>, msg: string): void => port.postMessage({ log: level, fields, msg } satisfies EngineLog);
+    const engine = new MirroredEngine(path, { sites: poolMirrorSites(mirrorPool), log });
+    run = (method, args) => engine.run(method, args);
+  }
 } catch (err) {
   // Errors thrown here reach the host structurally cloned: a plain Error keeps its message.
   throw new Error(`cannot open the metadata database ${path}: ${(err as Error).message}`, { cause: err });
 }
-const port = parentPort!;
 
 port.on('message', (req: EngineRequest) => {
   let res: EngineResponse;
   try {
-    const method = engine[req.method] as (...args: unknown[]) => unknown;
-    res = { seq: req.seq, ok: true, value: method.apply(engine, req.args) };
+    res = { seq: req.seq, ok: true, value: run(req.method, req.args) };
   } catch (err) {
     const e = err as Error & { code?: string };
     // A full disk is the caller's ENOSPC, not an unknown error (which FUSE would answer as EIO).

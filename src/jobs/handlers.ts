@@ -1,0 +1,6 @@
+// Every kind of job a runner can run.
+import type { JobHandler } from './contract.js';
+import { drainHandler, rebuildHandler, scrubHandler } from './pool-walks.js';
+import { reencodeHandler } from './reencode.js';
+
+export const JOB_HANDLERS: readonly JobHandler[] = [reencodeHandler, scrubHandler, rebuildHandler, drainHandler];
