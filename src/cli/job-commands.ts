@@ -3,16 +3,15 @@
 // (running it in this process when no other runs the store's jobs) or leave it to the runner of
 // a mounted volume, starting one in the background when there is none.
 import { spawn } from 'node:child_process';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { Job } from '../jobs/contract.js';
 import { JOB_HANDLERS } from '../jobs/handlers.js';
 import { finished, JobStore } from '../jobs/job-store.js';
-import { JobRunner } from '../jobs/runner.js';
+import { jobRunnerPid, JobRunner } from '../jobs/runner.js';
 import { componentLogger } from '../log.js';
-import { isAlive } from '../processes.js';
 import type { Store } from '../store/store.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
 import { CliError, formatBytes, printJson, printTable } from './output.js';
@@ -32,19 +31,14 @@ export async function followJob(store: Store, id: string, verb: string): Promise
   let job: Job | undefined;
   let shown = false;
   try {
-    await runner.runUntil(
-      async () => {
-        job = await jobs.get(id);
-        return job === undefined || finished(job) || job.state === 'paused';
-      },
-      async () => {
-        const j = await jobs.get(id);
-        if (j && process.stderr.isTTY) {
-          process.stderr.write(`\r${verb}: ${progressText(j)}   `);
-          shown = true;
-        }
-      },
-    );
+    await runner.runUntil(async () => {
+      job = await jobs.get(id);
+      if (job && process.stderr.isTTY) {
+        process.stderr.write(`\r${verb}: ${progressText(job)}   `);
+        shown = true;
+      }
+      return job === undefined || finished(job) || job.state === 'paused';
+    });
   } finally {
     await runner.stop();
     if (shown) process.stderr.write('\n');
@@ -56,8 +50,7 @@ export async function followJob(store: Store, id: string, verb: string): Promise
 /** Makes sure some process runs the store's jobs: a mounted volume does; otherwise one is
  * started in the background, which ends when no job is left. */
 export async function ensureRunner(store: Store): Promise<void> {
-  const holder = Number(await readFile(path.join(store.home, 'jobs', 'runner.pid'), 'utf8').catch(() => ''));
-  if (holder > 0 && isAlive(holder)) return;
+  if ((await jobRunnerPid(new JobStore(store.home))) !== undefined) return;
   const bin = fileURLToPath(new URL('../../bin/orbit.js', import.meta.url));
   await mkdir(path.join(store.home, 'jobs'), { recursive: true });
   const log = await open(path.join(store.home, 'jobs', 'runner.log'), 'a');

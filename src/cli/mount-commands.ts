@@ -3,12 +3,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { unmountPath } from '../fuse/mountpoint.js';
 import { serveMetrics, type MetricsServer } from '../http/metrics.js';
 import { componentLogger } from '../log.js';
 import { DEFAULT_VOLUME, Store } from '../store/store.js';
 import { mountVolume, type MountedVolume } from '../vfs/mount.js';
+import { parseListen } from './arguments.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
 import { CliError, errorLine } from './output.js';
 
@@ -20,14 +21,6 @@ interface MountOptions extends HomeOptions {
   backgroundChild?: boolean;
   /** Where to serve Prometheus metrics. */
   metrics?: { host: string; port: number };
-}
-
-/** "127.0.0.1:9464", ":9464" (all addresses), "[::1]:9464". */
-function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new InvalidArgumentError(`expected HOST:PORT such as 127.0.0.1:9464, not ${JSON.stringify(text)}`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
 /** The one message a background mount's child sends its parent. */

@@ -9,7 +9,7 @@ import { formatPolicy } from '../pool/policy.js';
 import { ownPolicy } from '../store/policies.js';
 import { resolveStorePath } from '../store/paths.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
-import { parseSize, policyOrDefault } from './pool-commands.js';
+import { parseSize, policyOrDefault } from './arguments.js';
 import { ensureRunner, followJob, progressText } from './job-commands.js';
 import { CliError, formatBytes, printJson, printTable } from './output.js';
 

@@ -4,44 +4,20 @@
 import { randomUUID } from 'node:crypto';
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { Disk, type DiskConfig, type DiskState } from '../pool/disk.js';
 import { configuredPolicy, readPoolConfig, setConfiguredPolicy, updatePoolConfig } from '../pool/pool-config.js';
-import { formatPolicy, parsePolicy, PolicyError } from '../pool/policy.js';
+import { formatPolicy, parsePolicy } from '../pool/policy.js';
 import type { Pool } from '../pool/pool.js';
 import type { Job, JobKind } from '../jobs/contract.js';
 import { finished, JobStore } from '../jobs/job-store.js';
 import type { Store } from '../store/store.js';
+import { formatDuration, parseDuration, parseSize, policyOrDefault } from './arguments.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
 import { followJob } from './job-commands.js';
 import { CliError, formatBytes, printJson, printTable } from './output.js';
 
 type JsonOptions = HomeOptions & { json?: boolean };
-
-const SIZE = /^(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?$/i;
-
-/** "500G", "1.5T", "1048576": bytes (binary units). */
-export function parseSize(text: string): number {
-  const m = SIZE.exec(text.trim());
-  if (!m) throw new InvalidArgumentError(`expected a size such as 500G, 2T or 1048576, not ${JSON.stringify(text)}`);
-  const bytes = Number(m[1]) * 1024 ** ' KMGTP'.indexOf((m[2] || ' ').toUpperCase());
-  if (!Number.isFinite(bytes) || bytes < 1) throw new InvalidArgumentError(`${text} is not a usable size`);
-  return Math.floor(bytes);
-}
-
-/** A policy argument, formatted; "default" passes as it is. */
-export function policyOrDefault(text: string): string {
-  return text === 'default' ? text : parsePolicyOption(text);
-}
-
-function parsePolicyOption(text: string): string {
-  try {
-    return formatPolicy(parsePolicy(text));
-  } catch (err) {
-    if (err instanceof PolicyError) throw new InvalidArgumentError(err.message);
-    throw err;
-  }
-}
 
 async function resolveDir(dir: string): Promise<string> {
   return realpath(dir).catch(() => path.resolve(dir));
@@ -64,16 +40,6 @@ async function setDiskState(store: Store, dir: string, next: (d: DiskConfig) => 
   });
   await store.chunks.refresh(true);
   return disk;
-}
-
-const DURATION = /^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$/i;
-const DURATION_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-
-/** "30m", "12h", "7d", "2w": milliseconds. */
-export function parseDuration(text: string): number {
-  const m = DURATION.exec(text.trim());
-  if (!m) throw new InvalidArgumentError(`expected a duration such as 30m, 12h, 7d or 2w, not ${JSON.stringify(text)}`);
-  return Math.round(Number(m[1]) * DURATION_MS[m[2]!.toLowerCase()]!);
 }
 
 /** What a walk job found, as `--json` prints it. */
@@ -253,9 +219,4 @@ async function scheduleScrub(store: Store, everyMs: number, rate: number | undef
   const job = await jobs.add('scrub', { repair: true }, { everyMs, ...(rate ? { rate } : {}) });
   await jobs.audit('scrub-scheduled', { job: job.id, everyMs, rate: rate ?? null });
   console.log(`background scrub every ${formatDuration(everyMs)}${rate ? ` at up to ${formatBytes(rate)}/s` : ''}: job ${job.id}, first run now (while a volume is mounted; orbit jobs)`);
-}
-
-function formatDuration(ms: number): string {
-  for (const [unit, size] of Object.entries(DURATION_MS).reverse()) if (ms % size === 0) return `${ms / size}${unit}`;
-  return `${ms / 1000}s`;
 }

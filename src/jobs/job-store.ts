@@ -23,6 +23,11 @@ export class JobStore {
     this.dir = path.join(home, 'jobs');
   }
 
+  /** Holds the pid of the process that runs the jobs (runner.ts). */
+  get runnerFile(): string {
+    return path.join(this.dir, 'runner.pid');
+  }
+
   private file(id: string): string {
     return path.join(this.dir, `${id}.json`);
   }

@@ -5,7 +5,7 @@
 //
 // params: { volume, ino, path, policy }. The files are listed once, into a scratch file; the
 // cursor is then { index, offset }: the file being done and how far into it.
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { FileType, MetaError, type Ino, type MetaEngine } from '../meta/contract.js';
 import { replaceFile } from '../durable-file.js';
 import { formatPolicy, parsePolicy } from '../pool/policy.js';
@@ -85,6 +85,7 @@ export const reencodeHandler: JobHandler = {
       ctx.progress(before);
     }
     await store.chunks.sync();
+    await rm(scratch, { force: true });
     return `${String(job.params.path)} is under ${policy ?? `the pool's default (${formatPolicy(store.chunks.policy)})`}: ${files.length} file(s), ${ctx.counts.chunks ?? 0} chunk(s) checked, ${ctx.counts.rewritten ?? 0} re-encoded`;
   },
 };
@@ -105,8 +106,8 @@ async function setPolicyUnder(meta: MetaEngine, top: Ino, policy: string | undef
       if (recursive || ino === top) dirs.push(ino);
     } else files.set(ino, { ino, size });
   };
-  const top_ = await meta.getattr(top);
-  await visit(top, top_.mode & S_IFMT, top_.size);
+  const topAttr = await meta.getattr(top);
+  await visit(top, topAttr.mode & S_IFMT, topAttr.size);
   if (!recursive) return [...files.values()];
   while (dirs.length > 0 && !signal.aborted) {
     const dir = dirs.pop()!;

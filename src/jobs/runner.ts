@@ -4,7 +4,6 @@
 // saves their progress about once a second; and stops a job at its next checkpoint when a
 // command pauses or cancels it.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { Logger } from '../log.js';
 import { isAlive } from '../processes.js';
 import type { Store } from '../store/store.js';
@@ -44,10 +43,6 @@ export class JobRunner {
     this.handlers = new Map(handlers.map((h) => [h.kind, h]));
   }
 
-  private get lockFile(): string {
-    return path.join(this.jobs.dir, 'runner.pid');
-  }
-
   /** Runs jobs in the background from now until stop(). */
   start(): void {
     const loop = (): void => {
@@ -63,10 +58,9 @@ export class JobRunner {
 
   /** Runs jobs until `done` says so (a command waiting for its job), or, without it, until no job
    * is due. When another process runs the jobs, this only waits, and takes over if it dies. */
-  async runUntil(done?: () => Promise<boolean>, onTick?: () => Promise<void>): Promise<void> {
+  async runUntil(done?: () => Promise<boolean>): Promise<void> {
     while (!this.stopped) {
       await this.tick();
-      await onTick?.();
       if (done ? await done() : this.active.size === 0 && !(await this.anyDue())) break;
       await new Promise((r) => setTimeout(r, this.holding ? 200 : 500));
     }
@@ -84,7 +78,7 @@ export class JobRunner {
     await Promise.all([...this.active.values()].map((a) => a.finished));
     if (this.holding) {
       this.holding = false;
-      if ((await readFile(this.lockFile, 'utf8').catch(() => '')) === String(process.pid)) await rm(this.lockFile, { force: true });
+      if ((await readFile(this.jobs.runnerFile, 'utf8').catch(() => '')) === String(process.pid)) await rm(this.jobs.runnerFile, { force: true });
     }
   }
 
@@ -128,15 +122,15 @@ export class JobRunner {
     for (;;) {
       try {
         await mkdir(this.jobs.dir, { recursive: true });
-        await writeFile(this.lockFile, String(process.pid), { flag: 'wx' });
+        await writeFile(this.jobs.runnerFile, String(process.pid), { flag: 'wx' });
         this.holding = true;
         return true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const holder = Number(await readFile(this.lockFile, 'utf8').catch(() => ''));
+        const holder = Number(await readFile(this.jobs.runnerFile, 'utf8').catch(() => ''));
         if (holder > 0 && isAlive(holder)) return false;
         if (!(holder > 0)) return false; // being written: the next round sees whose it is
-        await rm(this.lockFile, { force: true });
+        await rm(this.jobs.runnerFile, { force: true });
       }
     }
   }
@@ -272,4 +266,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/** The process running the store's jobs now (the live holder of the runner's lock), if any. */
+export async function jobRunnerPid(jobs: JobStore): Promise<number | undefined> {
+  const holder = Number(await readFile(jobs.runnerFile, 'utf8').catch(() => ''));
+  return holder > 0 && isAlive(holder) ? holder : undefined;
 }

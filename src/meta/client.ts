@@ -12,8 +12,10 @@
 // object. Answers are stored and invalidated as they arrive, and the engine answers in the order
 // it was asked (one thread, one queue), so an answer never lands after one that overtook it: the
 // cache always agrees with the database as of the last answer received. An engine that answers
-// out of order (a connection pool) needs versioned entries instead.
-import { FileType, MetaError, NAME_MAX, RENAME_WHITEOUT, type Caller, type DirEntry, type DirsChanged, type InodeAttr, type Ino, type Made, type MetaEngine, type Removal, type Removed, type Renamed } from './contract.js';
+// out of order (a connection pool) needs versioned entries instead. One exception: Orbit's own
+// settings (INHERITED_XATTRS, such as a file's policy) are also set by the store's job runner,
+// which may be another process; they are always asked of the engine.
+import { FileType, INHERITED_XATTRS, MetaError, NAME_MAX, RENAME_WHITEOUT, type Caller, type DirEntry, type DirsChanged, type InodeAttr, type Ino, type Made, type MetaEngine, type Removal, type Removed, type Renamed } from './contract.js';
 
 /** Entries kept per map before the least recently used go. */
 const CACHE_ENTRIES = 200_000;
@@ -224,6 +226,7 @@ export class MetaClient implements MetaEngine {
   // ---- extended attributes ----
 
   async getxattr(ino: Ino, name: string): Promise<Buffer> {
+    if (INHERITED_XATTRS.includes(name)) return this.engine.getxattr(ino, name);
     const known = this.xattrs.get(ino)?.get(name);
     if (known === null) throw new MetaError('ENODATA');
     if (known) return known;

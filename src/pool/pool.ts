@@ -174,8 +174,10 @@ export class Pool implements ChunkStore {
     if (policy === undefined) {
       const staged = await this.readStaged(id);
       if (staged) return staged.payload;
-      if (corrupt) this.scheduleHeal(id);
-      if (corrupt) this.counters.unreadableReads++;
+      if (corrupt) {
+        this.scheduleHeal(id);
+        this.counters.unreadableReads++;
+      }
       throw (corrupt ? new ChunkUnreadableError(id, 'no readable fragment is left') : new ChunkNotFoundError(id));
     }
     if (policy.kind === 'replicate') {
@@ -196,7 +198,7 @@ export class Pool implements ChunkStore {
     if (found.length < k) {
       // Caught in a change of policy, the chunk may be whole under the other one.
       const s = await this.survey(id);
-      if (s.current !== undefined && distinctCount(s.usable, s.current) >= fragmentsNeeded(s.current)) {
+      if (s.whole && s.current !== undefined) {
         this.degraded(id);
         return this.assemble(s.usable, s.current);
       }
@@ -308,8 +310,7 @@ export class Pool implements ChunkStore {
     const result: HealResult = { bytes: survey.bytes, written: 0, corrupt: survey.corrupt.length, lost: survey.lost };
     // A chunk that cannot be rebuilt keeps even its corrupt fragments: they are all there is.
     if (survey.lost) return result;
-    const whole = current !== undefined && distinctCount(usable, current) >= fragmentsNeeded(current);
-    if (!whole) {
+    if (!survey.whole || current === undefined) {
       // Only a staged copy is left readable: a change of policy stopped midway, which only a
       // change of policy (the job's heal, with its policy) finishes.
       if (!policy || !staged) return result;
@@ -380,8 +381,8 @@ export class Pool implements ChunkStore {
   }
 
   /** Every fragment of a chunk on the readable disks, read and checked: the good ones, the disks
-   * with a corrupt one, and the policy the chunk is under (the one most good fragments have: a
-   * crash during a change of policy can leave fragments of two). */
+   * with a corrupt one, and the policy the chunk is under (a crash during a change of policy can
+   * leave fragments of two, and a staged copy). */
   private async survey(id: ChunkId): Promise<Survey> {
     const [reads, staged] = await Promise.all([
       Promise.all(this.readable().map(async (m) => ({ m, f: await this.readFragment(m, id) }))),
@@ -397,23 +398,22 @@ export class Pool implements ChunkStore {
         bytes += f.payload.length;
       }
     }
-    if (good.length === 0) return { good, usable: [], corrupt, lost: corrupt.length > 0 && !staged, bytes, staged };
-    // Per policy found, the fragments of it and how many distinct ones; the chunk is under the
-    // policy it can be read under (when both can, the one with more fragments).
-    const sets = new Map<string, { policy: Policy; fragments: Found[]; distinct: number }>();
+    if (good.length === 0) return { good, usable: [], corrupt, whole: false, lost: corrupt.length > 0 && !staged, bytes, staged };
+    // Per policy found, its fragments and whether they read; the chunk is under the policy it can
+    // be read under (when both can, the one with more fragments).
+    const sets = new Map<string, { policy: Policy; fragments: Found[]; whole: boolean }>();
     for (const f of good) {
       const key = formatPolicy(f.header.policy);
-      const set = sets.get(key) ?? { policy: f.header.policy, fragments: [], distinct: 0 };
+      const set = sets.get(key) ?? { policy: f.header.policy, fragments: [], whole: false };
       set.fragments.push(f);
       sets.set(key, set);
     }
-    for (const set of sets.values()) set.distinct = set.policy.kind === 'replicate' ? set.fragments.length : new Set(set.fragments.map((f) => f.header.index)).size;
-    const readable = (set: { policy: Policy; distinct: number }): boolean => set.distinct >= fragmentsNeeded(set.policy);
+    for (const set of sets.values()) set.whole = distinctCount(set.fragments, set.policy) >= fragmentsNeeded(set.policy);
     const best = [...sets.values()].reduce((a, b) => {
-      if (readable(a) !== readable(b)) return readable(a) ? a : b;
+      if (a.whole !== b.whole) return a.whole ? a : b;
       return b.fragments.length > a.fragments.length ? b : a;
     });
-    return { good, usable: best.fragments, corrupt, current: best.policy, lost: !readable(best) && !staged, bytes, staged };
+    return { good, usable: best.fragments, corrupt, current: best.policy, whole: best.whole, lost: !best.whole && !staged, bytes, staged };
   }
 
   /** A staged copy of the chunk (see Disk.putStaged), checked; undefined when there is none. */
@@ -735,6 +735,8 @@ interface Survey {
   corrupt: Member[];
   /** The policy the chunk is under (see survey). */
   current?: Policy;
+  /** Its fragments under `current` are enough to read it. */
+  whole: boolean;
   /** Nothing can rebuild it. */
   lost: boolean;
   bytes: number;

@@ -30,8 +30,6 @@ export interface WalkOptions {
   tidy?: boolean;
   /** Only look, write nothing (scrub without --repair). */
   checkOnly?: boolean;
-  /** Read at most this many bytes a second (scrub's intensity); absent: as fast as the disks go. */
-  bytesPerSecond?: number;
   /** Stops the walk between chunks. */
   signal?: AbortSignal;
 }
@@ -42,7 +40,6 @@ function emptyReport(): WalkReport {
 
 async function walk(pool: Pool, ids: AsyncIterable<{ id: ChunkId; prefix: string }>, opts: WalkOptions): Promise<WalkReport> {
   const report = emptyReport();
-  const started = Date.now();
   for await (const { id, prefix } of ids) {
     if (opts.signal?.aborted) break;
     if (opts.checkOnly) {
@@ -59,12 +56,8 @@ async function walk(pool: Pool, ids: AsyncIterable<{ id: ChunkId; prefix: string
       if (r.lost) report.lost.push(id);
     }
     report.chunks++;
+    // (A job's rate is kept here: its onProgress waits.)
     await opts.onProgress?.(report, prefix);
-    if (opts.bytesPerSecond) {
-      // Ahead of the allowed rate: wait until the bytes read so far are due.
-      const due = started + (report.bytes / opts.bytesPerSecond) * 1000;
-      if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
-    }
   }
   return report;
 }
