@@ -16,10 +16,11 @@ export function parseSize(text: string): number {
 
 /** A policy argument, formatted; "default" passes as it is. */
 export function policyOrDefault(text: string): string {
-  return text === 'default' ? text : parsePolicyOption(text);
+  return text === 'default' ? text : parsePolicyArgument(text);
 }
 
-function parsePolicyOption(text: string): string {
+/** A policy argument, formatted. */
+export function parsePolicyArgument(text: string): string {
   try {
     return formatPolicy(parsePolicy(text));
   } catch (err) {

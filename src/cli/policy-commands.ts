@@ -54,6 +54,7 @@ export function addPolicyCommands(program: Command): void {
         const where = await resolveStorePath(store, target);
         const own = await ownPolicy(store.meta, where.ino);
         const attr = await store.meta.getattr(where.ino);
+        const tiering = store.chunks.tiering;
         const effective = own ?? store.chunks.policy;
         // What the file's chunks are stored under now (a change in progress shows as a mix).
         const census = new Map<string, number>();
@@ -72,13 +73,13 @@ export function addPolicyCommands(program: Command): void {
         const pending = (await new JobStore(store.home).list()).filter((j) => j.kind === 'reencode' && !finished(j) && j.params.volume === where.volume);
         const result = {
           path: where.display,
-          policy: formatPolicy(effective),
-          source: own ? 'set' : 'pool default',
+          policy: own || !tiering ? formatPolicy(effective) : `tiering: hot ${formatPolicy(tiering.hot)}, cold ${formatPolicy(tiering.cold)}`,
+          source: own ? 'set' : tiering ? 'tiering' : 'pool default',
           chunks: Object.fromEntries(census),
           jobs: pending.map((j) => ({ id: j.id, path: j.params.path, policy: j.params.policy, state: j.state, progress: j.progress })),
         };
         if (opts.json) return printJson(result);
-        console.log(`${where.display}: ${result.policy} (${own ? 'set here or inherited when made' : "none set: the pool's default"})`);
+        console.log(`${where.display}: ${result.policy} (${own ? 'set here or inherited when made' : tiering ? 'none set: by heat' : "none set: the pool's default"})`);
         if (census.size > 0) console.log(`chunks: ${[...census].map(([p, n]) => `${n} under ${p}`).join(', ')}${looked >= CENSUS_LIMIT ? ` (the first ${CENSUS_LIMIT})` : ''}`);
         for (const j of pending) console.log(`re-encoding ${String(j.params.path)} to ${String(j.params.policy)}: ${j.state}, ${progressText(j)} (job ${j.id})`);
       }),

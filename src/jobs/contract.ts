@@ -1,11 +1,11 @@
 // The jobs layer's contract. A job is a long operation on a store (a change of policy, a scrub, a
-// rebuild, a drain) whose state lives in a file, so that it shows progress to any process, can be
-// paused and resumed, and finishes after a crash: the next runner starts it again from its last
-// checkpoint. Every step of a job is safe to repeat, so a checkpoint need not be exact.
+// rebuild, a drain, a tiering pass) whose state lives in a file, so that it shows progress to any
+// process, can be paused and resumed, and finishes after a crash: the next runner starts it again
+// from its last checkpoint. Every step of a job is safe to repeat, so a checkpoint need not be exact.
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 
-export type JobKind = 'reencode' | 'scrub' | 'rebuild' | 'drain';
+export type JobKind = 'reencode' | 'scrub' | 'rebuild' | 'drain' | 'tier';
 
 /**
  *   queued    waiting for a runner (or, with notBefore, for its time)

@@ -2,5 +2,6 @@
 import type { JobHandler } from './contract.js';
 import { drainHandler, rebuildHandler, scrubHandler } from './pool-walks.js';
 import { reencodeHandler } from './reencode.js';
+import { tierHandler } from './tier-walk.js';
 
-export const JOB_HANDLERS: readonly JobHandler[] = [reencodeHandler, scrubHandler, rebuildHandler, drainHandler];
+export const JOB_HANDLERS: readonly JobHandler[] = [reencodeHandler, scrubHandler, rebuildHandler, drainHandler, tierHandler];

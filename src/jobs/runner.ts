@@ -29,7 +29,7 @@ export class JobRunner {
   readonly jobs: JobStore;
   private readonly handlers: Map<JobKind, JobHandler>;
   private readonly active = new Map<string, Active>();
-  private holding = false;
+  private holdingLock = false;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
@@ -41,6 +41,11 @@ export class JobRunner {
   ) {
     this.jobs = new JobStore(store.home);
     this.handlers = new Map(handlers.map((h) => [h.kind, h]));
+  }
+
+  /** Whether this process runs the store's jobs now. */
+  get holding(): boolean {
+    return this.holdingLock;
   }
 
   /** Runs jobs in the background from now until stop(). */
@@ -62,7 +67,7 @@ export class JobRunner {
     while (!this.stopped) {
       await this.tick();
       if (done ? await done() : this.active.size === 0 && !(await this.anyDue())) break;
-      await new Promise((r) => setTimeout(r, this.holding ? 200 : 500));
+      await new Promise((r) => setTimeout(r, this.holdingLock ? 200 : 500));
     }
   }
 
@@ -76,8 +81,8 @@ export class JobRunner {
       a.controller.abort();
     }
     await Promise.all([...this.active.values()].map((a) => a.finished));
-    if (this.holding) {
-      this.holding = false;
+    if (this.holdingLock) {
+      this.holdingLock = false;
       if ((await readFile(this.jobs.runnerFile, 'utf8').catch(() => '')) === String(process.pid)) await rm(this.jobs.runnerFile, { force: true });
     }
   }
@@ -93,7 +98,7 @@ export class JobRunner {
 
   private async tickOnce(): Promise<void> {
     if (this.stopped) return;
-    if (!this.holding && !(await this.acquire())) return;
+    if (!this.holdingLock && !(await this.acquire())) return;
     for (const a of this.active.values()) await this.save(a);
     const now = Date.now();
     for (const job of await this.jobs.list()) {
@@ -123,7 +128,7 @@ export class JobRunner {
       try {
         await mkdir(this.jobs.dir, { recursive: true });
         await writeFile(this.jobs.runnerFile, String(process.pid), { flag: 'wx' });
-        this.holding = true;
+        this.holdingLock = true;
         return true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;

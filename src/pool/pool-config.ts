@@ -1,4 +1,4 @@
-// The pool's configuration, <home>/pool.json: its disks and its default policy. Every process of
+// The pool's configuration, <home>/pool.json: its disks, its default policy and its tiering. Every process of
 // the store reads it (each mount, gc, fsck, the CLI); the CLI changes it under a lock, by writing
 // a new file and renaming it into place, so readers see the old or the new one, never half.
 // Processes that run long re-read it when it changes (Pool.refresh), which is how a disk added
@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { DiskConfig } from './disk.js';
 import { replaceFile } from '../durable-file.js';
 import { LockedError, withFileLock } from '../file-lock.js';
+import { DEFAULT_WINDOW_MS } from './heat.js';
 import { formatPolicy, parsePolicy, type Policy } from './policy.js';
 
 export const POOL_FILE = 'pool.json';
@@ -20,6 +21,22 @@ export interface PoolConfig {
   /** The policy of new chunks; absent: the default for the number of active disks. */
   policy?: string;
   disks: DiskConfig[];
+  /** Automatic policies by heat; absent: off. */
+  tiering?: TieringConfig;
+}
+
+/** Hot chunks under one policy, cold ones under another, as their heat (heat.ts) says. */
+export interface TieringConfig {
+  hot: string;
+  cold: string;
+  /** The heat window (default an hour): shorter makes classes follow reads faster. */
+  windowMs?: number;
+}
+
+export interface Tiering {
+  hot: Policy;
+  cold: Policy;
+  windowMs: number;
 }
 
 export class PoolConfigError extends Error {
@@ -45,6 +62,7 @@ export async function readPoolConfig(home: string): Promise<PoolConfig> {
   }
   if (config.format !== POOL_FORMAT) throw new PoolConfigError(`the pool configuration ${file} has format ${config.format}; this Orbit reads ${POOL_FORMAT}`);
   if (config.policy !== undefined) parsePolicy(config.policy);
+  if (config.tiering !== undefined) configuredTiering(config);
   return config;
 }
 
@@ -86,4 +104,15 @@ export function configuredPolicy(config: PoolConfig): Policy | undefined {
 export function setConfiguredPolicy(config: PoolConfig, policy: Policy | undefined): void {
   if (policy === undefined) delete config.policy;
   else config.policy = formatPolicy(policy);
+}
+
+export function configuredTiering(config: PoolConfig): Tiering | undefined {
+  const t = config.tiering;
+  if (t === undefined) return undefined;
+  return { hot: parsePolicy(t.hot), cold: parsePolicy(t.cold), windowMs: t.windowMs ?? DEFAULT_WINDOW_MS };
+}
+
+export function setConfiguredTiering(config: PoolConfig, tiering: Tiering | undefined): void {
+  if (tiering === undefined) delete config.tiering;
+  else config.tiering = { hot: formatPolicy(tiering.hot), cold: formatPolicy(tiering.cold), ...(tiering.windowMs !== DEFAULT_WINDOW_MS ? { windowMs: tiering.windowMs } : {}) };
 }

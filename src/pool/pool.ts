@@ -12,9 +12,9 @@ import { assertChunkId, ChunkNotFoundError, ChunkStoreClosedError } from './cont
 import { Disk, DiskUnavailableError, type DiskConfig } from './disk.js';
 import { encodeShards, joinData, restoreShards } from './erasure.js';
 import { crc32c, decodeFragment, decodeHeader, encodeHeader, FRAGMENT_HEADER, type FragmentHeader } from './fragment.js';
-import type { Heat } from './heat.js';
+import { DEFAULT_WINDOW_MS, type Heat } from './heat.js';
 import { rank, seedOf } from './placement.js';
-import { configuredPolicy, poolConfigVersion, readPoolConfig, type PoolConfig } from './pool-config.js';
+import { configuredPolicy, configuredTiering, poolConfigVersion, readPoolConfig, type PoolConfig, type Tiering } from './pool-config.js';
 import { defaultPolicy, formatPolicy, fragmentCount, fragmentsNeeded, samePolicy, tolerance, type Policy } from './policy.js';
 
 /** A chunk whose fragments cannot rebuild it: fewer than a read needs are left. */
@@ -80,6 +80,13 @@ export class Pool implements ChunkStore {
   /** Where reads are counted for hot/cold tiering (heat.ts): set by processes that serve
    * applications (a mount), not by maintenance that reads everything once. */
   heat: Heat | undefined;
+  /** Told of a chunk read while hot but stored under another policy than tiering's hot one
+   * (set where someone acts on it: a mount's tiering, store/tiering.ts). */
+  onHotRead: ((id: ChunkId) => void) | undefined;
+  private tieringNow: Tiering | undefined;
+  /** Heals under way, by chunk: one at a time for a chunk (a lazy move by heat and a job's walk
+   * may meet on one). */
+  private readonly healsUnderWay = new Map<ChunkId, Promise<unknown>>();
   /** What this process's reads and background repairs met, since it started (for metrics). */
   readonly counters = { degradedReads: 0, unreadableReads: 0, corruptFragments: 0, repairs: 0, repairsFailed: 0 };
   private healing: Promise<void> | undefined;
@@ -101,9 +108,19 @@ export class Pool implements ChunkStore {
     return this.config.id;
   }
 
-  /** The policy new chunks get. */
+  /** The policy new chunks get: with tiering, its cold one (a chunk is cold until it is read). */
   get policy(): Policy {
-    return configuredPolicy(this.config) ?? defaultPolicy(this.writable().length);
+    return this.tieringNow?.cold ?? configuredPolicy(this.config) ?? defaultPolicy(this.writable().length);
+  }
+
+  /** Automatic policies by heat (pool.json's tiering), if on. */
+  get tiering(): Tiering | undefined {
+    return this.tieringNow;
+  }
+
+  /** The heat window every process of the store uses. */
+  get heatWindowMs(): number {
+    return this.tieringNow?.windowMs ?? DEFAULT_WINDOW_MS;
   }
 
   /** The disks as configured, with whether this process could open them. */
@@ -170,6 +187,9 @@ export class Pool implements ChunkStore {
       }
       policy = f.header.policy;
       found.push(f);
+    }
+    if (policy !== undefined && this.onHotRead && this.tieringNow && !samePolicy(policy, this.tieringNow.hot) && this.heat?.classify(id) === 'hot') {
+      this.onHotRead(id);
     }
     if (policy === undefined) {
       const staged = await this.readStaged(id);
@@ -304,6 +324,17 @@ export class Pool implements ChunkStore {
   async heal(id: ChunkId, policy?: Policy, tidy = false): Promise<HealResult> {
     this.assertOpen();
     assertChunkId(id);
+    const before = this.healsUnderWay.get(id);
+    const run = (before ?? Promise.resolve()).catch(() => undefined).then(() => this.healNow(id, policy, tidy));
+    this.healsUnderWay.set(id, run);
+    try {
+      return await run;
+    } finally {
+      if (this.healsUnderWay.get(id) === run) this.healsUnderWay.delete(id);
+    }
+  }
+
+  private async healNow(id: ChunkId, policy: Policy | undefined, tidy: boolean): Promise<HealResult> {
     await this.refresh();
     const survey = await this.survey(id);
     const { good, current, usable, staged } = survey;
@@ -505,6 +536,7 @@ export class Pool implements ChunkStore {
     }
     for (const gone of old.values()) await gone.disk?.close().catch(() => undefined);
     this.config = config;
+    this.tieringNow = configuredTiering(config);
     this.members = members;
     this.configVersion = version;
     this.refreshedAt = Date.now();

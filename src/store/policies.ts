@@ -1,12 +1,15 @@
 // Redundancy policies of files. A file's policy is its user.orbit.policy extended attribute, set
 // on it or taken at creation from its directory (the meta layer copies it to what is made in a
 // directory: INHERITED_XATTRS); a volume's policy is its root directory's. A file without one has
-// the pool's default. A chunk is stored once however many files hold it, so it keeps the
-// strongest policy any of them asks for.
+// the pool's default, or with tiering on, the policy of the chunk's heat (store/tiering.ts). A
+// chunk is stored once however many files hold it, so it keeps the strongest policy any of them
+// asks for.
 import { MetaError, type Ino, type MetaEngine } from '../meta/contract.js';
 import type { ChunkId } from '../pool/contract.js';
+import type { Heat } from '../pool/heat.js';
 import type { Pool } from '../pool/pool.js';
 import { parsePolicy, strongerPolicy, type Policy } from '../pool/policy.js';
+import { tieredPolicy } from '../pool/tiering.js';
 
 export const POLICY_XATTR = 'user.orbit.policy';
 
@@ -20,21 +23,27 @@ export async function ownPolicy(meta: MetaEngine, ino: Ino): Promise<Policy | un
   }
 }
 
-/** The policy a chunk must be stored under: the strongest its files ask for (files without a
- * policy ask for the pool's default). */
-export async function chunkPolicy(meta: MetaEngine, pool: Pool, id: ChunkId): Promise<Policy> {
+/** The policy a chunk must be stored under: the strongest its files ask for. Files without a
+ * policy ask for the pool's default, or with tiering, for the policy of the chunk's class in
+ * `heat` (without `heat`, for the one it has). */
+export async function chunkPolicy(meta: MetaEngine, pool: Pool, id: ChunkId, heat?: Heat): Promise<Policy> {
   const asked = await meta.xattrOfFilesUsing(id, POLICY_XATTR);
+  const tiering = pool.tiering;
+  let unset: Policy | undefined;
   let target: Policy | undefined;
   for (const value of asked) {
-    let p = pool.policy;
-    if (value !== null) {
-      try {
-        p = parsePolicy(value.toString('utf8'));
-      } catch {
-        // A value set before it was checked (or by hand in the database): the default holds.
-      }
-    }
+    // A value set before values were checked (or by hand in the database) counts as none.
+    const p = (value === null ? undefined : parsedOrUndefined(value)) ??
+      (unset ??= tiering ? tieredPolicy(tiering, heat?.classify(id), await pool.policyOf(id)) : pool.policy);
     target = target === undefined ? p : strongerPolicy(target, p);
   }
   return target ?? pool.policy;
+}
+
+function parsedOrUndefined(value: Buffer): Policy | undefined {
+  try {
+    return parsePolicy(value.toString('utf8'));
+  } catch {
+    return undefined;
+  }
 }

@@ -7,6 +7,7 @@ import { JobRunner } from '../jobs/runner.js';
 import { componentLogger } from '../log.js';
 import { Heat } from '../pool/heat.js';
 import { StoreError, type Store } from '../store/store.js';
+import { TierMover } from '../store/tier-mover.js';
 import { VolumeFs } from './volume-fs.js';
 
 /** How often the heat of chunks read is saved (a crash loses at most this much of it). */
@@ -62,11 +63,14 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
   const runner = new JobRunner(store, JOB_HANDLERS, componentLogger('jobs'));
   runner.start();
   // Reads of this volume count towards chunks' heat (orbit tier list).
-  const heat = store.chunks.heat ?? Heat.open(store.home, { log: componentLogger('heat') });
+  const heat = store.chunks.heat ?? Heat.open(store.home, { windowMs: store.chunks.heatWindowMs, log: componentLogger('heat') });
   if (!store.chunks.heat) {
     store.chunks.heat = heat;
     heat.startSaving(HEAT_SAVE_MS);
   }
+  // With tiering on, chunks read while hot move to its hot policy (while this runs the jobs).
+  const mover = new TierMover(store, () => runner.holding, componentLogger('tiering'));
+  mover.attach();
   const onSignal = (): void => {
     log.info('signal: unmounting');
     session.unmount().catch(() => session.unmount({ lazy: true })).catch((err: unknown) => log.error({ err }, 'cannot unmount'));
@@ -77,6 +81,7 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     try {
+      await mover.close();
       await runner.stop();
       await heat.close().catch((err: unknown) => log.warn({ err }, 'cannot save the heat of chunks'));
       await store.sync();
