@@ -173,14 +173,20 @@ export class Pool implements ChunkStore {
     const order = rank(id, this.readable());
     let policy: Policy | undefined;
     const found: Found[] = [];
-    // Missing fragments alone say little (a disk added since ranks first for old chunks); a
-    // corrupt one, or a data shard that had to be rebuilt, is worth a repair.
+    // Missing fragments alone say little (a disk added since ranks first for old chunks), and so
+    // does a parity shard where a data shard would rank (a change of policy places shards where
+    // it safely can, not in rank order); a corrupt fragment, or a data shard missing so that
+    // parity had to stand in, is worth a repair.
     let corrupt = false;
+    let missing = false;
     let next = 0;
     // The first fragment says the policy (and for a replica, is the chunk).
     while (policy === undefined && next < order.length) {
       const f = await this.readFragment(order[next++]!, id);
-      if (f === 'missing') continue;
+      if (f === 'missing') {
+        missing = true;
+        continue;
+      }
       if (f === 'corrupt') {
         corrupt = true;
         continue;
@@ -212,7 +218,8 @@ export class Pool implements ChunkStore {
       next += batch.length;
       for (const f of await Promise.all(batch.map((m) => this.readFragment(m, id)))) {
         if (f === 'corrupt') corrupt = true;
-        else if (f !== 'missing' && samePolicy(f.header.policy, policy)) found.push(f);
+        else if (f === 'missing') missing = true;
+        else if (samePolicy(f.header.policy, policy)) found.push(f);
       }
     }
     if (found.length < k) {
@@ -227,7 +234,7 @@ export class Pool implements ChunkStore {
       this.counters.unreadableReads++;
       throw new ChunkUnreadableError(id, `${found.length} of the ${k} fragments it needs are readable`);
     }
-    if (corrupt || found.some((f) => f.header.index >= k)) this.degraded(id);
+    if (corrupt || (missing && found.some((f) => f.header.index >= k))) this.degraded(id);
     return this.assemble(found, policy);
   }
 
@@ -484,7 +491,8 @@ export class Pool implements ChunkStore {
         if (this.closed) break;
         try {
           const r = await this.heal(next);
-          this.log?.info({ chunk: next, ...r }, r.lost ? 'chunk cannot be repaired: too few fragments left' : 'chunk repaired');
+          if (r.lost) this.log?.warn({ chunk: next, ...r }, 'chunk cannot be repaired: too few fragments left');
+          else if (r.written > 0) this.log?.info({ chunk: next, ...r }, 'chunk repaired');
           if (r.lost) this.counters.repairsFailed++;
           else if (r.written > 0) this.counters.repairs++;
         } catch (err) {
