@@ -4,6 +4,7 @@ import { Command, CommanderError, type ErrorOptions, type HelpContext } from 'co
 import { addJobCommands } from './job-commands.js';
 import { addMaintenanceCommands } from './maintenance-commands.js';
 import { addMountCommands } from './mount-commands.js';
+import { addPeerCommands } from './peer-commands.js';
 import { addPolicyCommands } from './policy-commands.js';
 import { addPoolCommands } from './pool-commands.js';
 import { reportError } from './output.js';
@@ -53,6 +54,7 @@ function buildProgram(): Command {
   addPolicyCommands(program);
   addJobCommands(program);
   addTierCommands(program);
+  addPeerCommands(program);
   return program;
 }
 

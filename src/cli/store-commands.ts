@@ -3,6 +3,8 @@
 import type { Command } from 'commander';
 import { MetaError, type Time } from '../meta/contract.js';
 import { DEFAULT_VOLUME, Store } from '../store/store.js';
+import { loadOrCreateIdentity } from '../peer/identity.js';
+import { runningDaemon } from '../daemon/daemon.js';
 import { finished, JobStore } from '../jobs/job-store.js';
 import { formatPolicy } from '../pool/policy.js';
 import { currentDamage } from '../store/damage.js';
@@ -26,6 +28,9 @@ export function addStoreCommands(program: Command): void {
     .action(async (opts: HomeOptions) => {
       const { store, created } = await Store.init(opts.home);
       try {
+        // The key pair peers know the store by (a store made before there were peers gets one
+        // when first asked: orbit id, orbit up).
+        await loadOrCreateIdentity(store.home);
         console.log(created ? `created an Orbit store at ${store.home} with volume '${DEFAULT_VOLUME}'` : `an Orbit store already exists at ${store.home}`);
       } finally {
         await store.close();
@@ -100,11 +105,15 @@ export function addStoreCommands(program: Command): void {
         const jobs = (await new JobStore(store.home).list()).filter((j) => !finished(j) && j.everyMs === undefined);
         // Files the pool cannot read any more (chunks beyond what their policy tolerates).
         const lost = await currentDamage(store);
+        const daemon = (await runningDaemon(store.home)) ?? null;
         if (opts.json) {
-          printJson({ home: store.home, id: store.id, volumes, pool, jobs: jobs.map((j) => ({ id: j.id, kind: j.kind, state: j.state, progress: j.progress })), lost });
+          printJson({ home: store.home, id: store.id, daemon, volumes, pool, jobs: jobs.map((j) => ({ id: j.id, kind: j.kind, state: j.state, progress: j.progress })), lost });
           return;
         }
         console.log(`Orbit store at ${store.home}`);
+        console.log(daemon
+          ? `daemon: process ${daemon.pid}, peer ${daemon.peerId}, ${daemon.listen ? `listening at ${daemon.listen}` : 'deaf (dials out only)'} (orbit peer list)`
+          : "daemon: not running ('orbit up' starts it)");
         printTable([
           ['VOLUME', 'MOUNTPOINT', 'PROCESS', 'SINCE'],
           ...volumes.map((v) => (v.mount ? [v.name, v.mount.mountpoint, String(v.mount.pid), v.mount.since] : [v.name, '-'])),

@@ -6,6 +6,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Logger } from '../log.js';
 import { isAlive } from '../processes.js';
+import { sleep } from '../sleep.js';
 import type { Store } from '../store/store.js';
 import type { Job, JobContext, JobHandler, JobKind } from './contract.js';
 import { finished, JobStore } from './job-store.js';
@@ -259,18 +260,6 @@ export class JobRunner {
       j.counts = { ...counts };
     });
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** The process running the store's jobs now (the live holder of the runner's lock), if any. */

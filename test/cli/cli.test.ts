@@ -98,7 +98,7 @@ describe('orbit command line', () => {
       [['stats', '--volume'], "orbit stats: option '--volume <name>' argument missing"],
       [['bogus'], "orbit: unknown command 'bogus'"],
       [['volume'], "orbit volume: expects a command (create, list, remove); see 'orbit volume --help'"],
-      [[], "orbit: expects a command (init, volume, status, stats, mount, umount, fsck, gc, pool, scrub, policy, jobs, tier); see 'orbit --help'"],
+      [[], "orbit: expects a command (init, volume, status, stats, mount, umount, fsck, gc, pool, scrub, policy, jobs, tier, id, peer, up); see 'orbit --help'"],
     ];
     for (const [args, line] of cases) {
       const res = await orbit(...args);
@@ -133,7 +133,7 @@ describe('orbit command line', () => {
   it('shows status and stats as text and JSON', async () => {
     const home = await initStore();
     await ok('volume', 'create', 'photos', '--home', home);
-    assert.equal(await ok('status', '--home', home), `Orbit store at ${home}\nVOLUME   MOUNTPOINT  PROCESS  SINCE\ndefault  -\nphotos   -\npool: 1 disk(s); new chunks under none\n`);
+    assert.equal(await ok('status', '--home', home), `Orbit store at ${home}\ndaemon: not running ('orbit up' starts it)\nVOLUME   MOUNTPOINT  PROCESS  SINCE\ndefault  -\nphotos   -\npool: 1 disk(s); new chunks under none\n`);
     const s = await status(home);
     assert.match(s.id, /^[0-9a-f-]{36}$/);
     assert.deepEqual(s.volumes.map((v) => [v.name, v.mount]), [['default', null], ['photos', null]]);

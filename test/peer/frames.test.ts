@@ -1,0 +1,157 @@
+// The peer protocol's frames: every kind survives encoding and decoding, however the bytes are
+// split on the way (one at a time, or at random points); oversize frames are refused from their
+// length prefix, before their bytes arrive; headers that are not JSON objects are refused.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { encodeFrame, type Frame, FrameDecoder, FrameKind, MAX_BODY_BYTES, MAX_FRAME_BYTES, MAX_HEADER_BYTES, ProtocolError } from '../../src/peer/frames.js';
+
+const KINDS = Object.values(FrameKind);
+
+interface Sample {
+  kind: FrameKind;
+  id: number;
+  header: Record<string, unknown>;
+  body: Buffer;
+}
+
+function wire(samples: readonly Sample[]): Buffer {
+  return Buffer.concat(samples.flatMap((s) => encodeFrame(s.kind, s.id, s.header, s.body)));
+}
+
+/** Frames or samples as plain objects, to compare (fast-check's records may lack a prototype). */
+function plain(frames: readonly (Frame | Sample)[]): Sample[] {
+  return frames.map((f) => ({ kind: f.kind, id: f.id, header: f.header, body: Buffer.from(f.body) }));
+}
+
+/** Feeds `bytes` to a fresh decoder cut at `cuts` (positions), returning every frame. */
+function decodeIn(bytes: Buffer, cuts: readonly number[]): Frame[] {
+  const d = new FrameDecoder();
+  const frames: Frame[] = [];
+  let from = 0;
+  for (const at of [...cuts, bytes.length]) {
+    // Each piece is a copy, as a socket's chunks are.
+    frames.push(...d.push(Buffer.from(bytes.subarray(from, at))));
+    from = at;
+  }
+  assert.equal(d.bufferedBytes, 0);
+  return frames;
+}
+
+const sampleArb: fc.Arbitrary<Sample> = fc.record({
+  kind: fc.constantFrom(...KINDS),
+  id: fc.nat({ max: 0xffff_ffff }),
+  header: fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.constant(null)), { maxKeys: 4 }).map(
+    (h) => JSON.parse(JSON.stringify(h)) as Record<string, unknown>, // as a header travels: a plain object
+  ),
+  body: fc.oneof(fc.constant(0), fc.nat({ max: 64 }), fc.integer({ min: 4000, max: 20_000 })).map((n) => randomBytes(n)),
+});
+
+describe('peer frames', () => {
+  it('round-trips every kind, with and without a body', () => {
+    const samples: Sample[] = KINDS.flatMap((kind, i) => [
+      { kind, id: i, header: { kind, text: 'héllo ✓' }, body: Buffer.alloc(0) },
+      { kind, id: 0xffff_ffff - i, header: {}, body: randomBytes(100 + i * 3000) },
+    ]);
+    const frames = decodeIn(wire(samples), []);
+    assert.deepEqual(plain(frames), samples);
+  });
+
+  it('round-trips a 4 MiB body and a 64 KiB header without copying the body on the way out', () => {
+    const body = randomBytes(4 * 1024 * 1024);
+    const pieces = encodeFrame(FrameKind.RESPONSE, 7, { pad: 'x'.repeat(MAX_HEADER_BYTES - 20) }, body);
+    assert.equal(pieces.length, 2);
+    assert.equal(pieces[1]!.buffer, body.buffer, 'the body is the caller\'s buffer, not a copy');
+    const frames = decodeIn(Buffer.concat(pieces), [1, 5, 13, 70_000, 1_000_000]);
+    assert.equal(frames.length, 1);
+    assert.ok(frames[0]!.body.equals(body));
+  });
+
+  it('yields the same frames fed one byte at a time', () => {
+    const samples: Sample[] = KINDS.map((kind, i) => ({ kind, id: i * 1000, header: { n: i }, body: randomBytes(i * 7) }));
+    const bytes = wire(samples);
+    const cuts = Array.from({ length: bytes.length - 1 }, (_, i) => i + 1);
+    assert.deepEqual(plain(decodeIn(bytes, cuts)), samples);
+  });
+
+  it('yields the same frames whatever the splits', () => {
+    fc.assert(
+      fc.property(fc.array(sampleArb, { minLength: 1, maxLength: 8 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 20 }), (samples, fractions) => {
+        const bytes = wire(samples);
+        const cuts = [...new Set(fractions.map((f) => Math.floor(f * bytes.length)))].sort((a, b) => a - b);
+        assert.deepEqual(plain(decodeIn(bytes, cuts)), plain(samples));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('refuses an oversize frame from its 4-byte length prefix alone', () => {
+    const d = new FrameDecoder();
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(100 * 1024 * 1024);
+    assert.throws(() => d.push(prefix.subarray(0, 2)).concat(d.push(prefix.subarray(2))), (err: unknown) => err instanceof ProtocolError && err.reason === 'frame-too-large');
+    assert.equal(d.bufferedBytes, 0);
+    // And it stays refused: a broken stream cannot be resynchronized.
+    assert.throws(() => d.push(Buffer.alloc(20)), ProtocolError);
+
+    const justOver = Buffer.alloc(4);
+    justOver.writeUInt32BE(MAX_FRAME_BYTES + 1);
+    assert.throws(() => new FrameDecoder().push(justOver), (err: unknown) => err instanceof ProtocolError && err.reason === 'frame-too-large');
+  });
+
+  it('refuses headers that are not JSON objects, bad lengths and unknown kinds', () => {
+    const raw = (kind: number, header: Buffer, body = Buffer.alloc(0)): Buffer => {
+      const b = Buffer.alloc(13);
+      b.writeUInt32BE(9 + header.length + body.length, 0);
+      b[4] = kind;
+      b.writeUInt32BE(1, 5);
+      b.writeUInt32BE(header.length, 9);
+      return Buffer.concat([b, header, body]);
+    };
+    const reasonOf = (bytes: Buffer): string => {
+      try {
+        new FrameDecoder().push(bytes);
+      } catch (err) {
+        assert.ok(err instanceof ProtocolError, String(err));
+        return err.reason;
+      }
+      return 'accepted';
+    };
+    assert.equal(reasonOf(raw(FrameKind.REQUEST, Buffer.from('{"ok":1}'))), 'accepted');
+    assert.equal(reasonOf(raw(FrameKind.REQUEST, Buffer.from('not json'))), 'bad-header');
+    assert.equal(reasonOf(raw(FrameKind.REQUEST, Buffer.from('[1,2]'))), 'bad-header');
+    assert.equal(reasonOf(raw(FrameKind.REQUEST, Buffer.from('"str"'))), 'bad-header');
+    assert.equal(reasonOf(raw(FrameKind.REQUEST, Buffer.from([0x7b, 0xff, 0xfe, 0x7d]))), 'bad-header');
+    assert.equal(reasonOf(raw(99, Buffer.from('{}'))), 'unknown-kind');
+    const tooLong = raw(FrameKind.REQUEST, Buffer.from('{}'));
+    tooLong.writeUInt32BE(MAX_HEADER_BYTES + 1, 9);
+    assert.equal(reasonOf(tooLong.subarray(0, 13)), 'header-too-large');
+    const pastFrame = raw(FrameKind.REQUEST, Buffer.from('{}'));
+    pastFrame.writeUInt32BE(50, 9);
+    assert.equal(reasonOf(pastFrame), 'bad-header');
+    const short = Buffer.alloc(4);
+    short.writeUInt32BE(3);
+    assert.equal(reasonOf(short), 'frame-too-short');
+  });
+
+  it('refuses to encode what a peer would refuse', () => {
+    assert.throws(() => encodeFrame(FrameKind.REQUEST, 1, [1, 2]), ProtocolError);
+    assert.throws(() => encodeFrame(FrameKind.REQUEST, 1, 'text'), ProtocolError);
+    assert.throws(() => encodeFrame(FrameKind.REQUEST, 1, { pad: 'x'.repeat(MAX_HEADER_BYTES) }), (err: unknown) => err instanceof ProtocolError && err.reason === 'header-too-large');
+    assert.throws(() => encodeFrame(FrameKind.REQUEST, 1, {}, Buffer.alloc(MAX_BODY_BYTES + 1)), (err: unknown) => err instanceof ProtocolError && err.reason === 'body-too-large');
+    assert.throws(() => encodeFrame(FrameKind.REQUEST, -1, {}), RangeError);
+    assert.equal(encodeFrame(FrameKind.REQUEST, 1, {}, Buffer.alloc(MAX_BODY_BYTES)).length, 2);
+  });
+
+  it('keeps bodies valid after the chunks they came in are gone, without pinning large chunks for small bodies', () => {
+    const samples: Sample[] = [
+      { kind: FrameKind.NOTIFY, id: 0, header: {}, body: Buffer.from('small') },
+      { kind: FrameKind.RESPONSE, id: 1, header: {}, body: randomBytes(60_000) },
+    ];
+    const chunk = wire(samples);
+    const frames = new FrameDecoder().push(chunk);
+    assert.notEqual(frames[0]!.body.buffer, chunk.buffer, 'a small body is copied out of the big chunk');
+    assert.equal(frames[1]!.body.buffer, chunk.buffer, 'a body filling the chunk is a view of it');
+  });
+});

@@ -1,0 +1,134 @@
+// The household with real daemons on loopback: stores learn each other's IDs, a deaf store dials a
+// listening one and the connection comes up both ways; a store nobody added is refused; a peer
+// that goes away is dialed again when it comes back; a peer removed is dropped and refused.
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { PeerState } from '../../src/peer/household.js';
+import { ORBIT_BIN, orbit, orbitOk, start, tempDir, waitFor } from '../helpers.js';
+
+interface Up {
+  child: ChildProcess;
+  output: () => string;
+  /** HOST:PORT it listens at, when it listens. */
+  listen?: string;
+}
+
+/** `orbit up` for `home`, once it says it is up. */
+async function up(home: string, listen?: string): Promise<Up> {
+  const d = start(process.execPath, [ORBIT_BIN, 'up', '--home', home, ...(listen ? ['--listen', listen] : [])]);
+  await waitFor(() => /orbit daemon for/.test(d.output()) || d.child.exitCode !== null, 'the daemon to start', 20_000);
+  assert.equal(d.child.exitCode, null, d.output());
+  const m = /listening at (\S+)/.exec(d.output());
+  return { ...d, ...(m ? { listen: m[1]! } : {}) };
+}
+
+async function down(d: Up): Promise<void> {
+  if (d.child.exitCode !== null) return;
+  const exited = new Promise((r) => d.child.once('exit', r));
+  d.child.kill('SIGTERM');
+  await exited;
+}
+
+async function peers(home: string): Promise<{ daemon: boolean; peers: PeerState[] }> {
+  return JSON.parse(await orbitOk('peer', 'list', '--json', '--home', home)) as { daemon: boolean; peers: PeerState[] };
+}
+
+async function peerNamed(home: string, name: string): Promise<PeerState | undefined> {
+  return (await peers(home)).peers.find((p) => p.name === name);
+}
+
+describe('the household: peers over mutual TLS', () => {
+  let tmp: { dir: string; remove: () => Promise<void> };
+  const home = { a: '', b: '', c: '' };
+  const id = { a: '', b: '', c: '' };
+  const daemons: Up[] = [];
+  let a: Up;
+  let b: Up;
+
+  before(async () => {
+    tmp = await tempDir('household');
+    for (const k of ['a', 'b', 'c'] as const) {
+      home[k] = path.join(tmp.dir, k);
+      await orbitOk('init', '--home', home[k]);
+      id[k] = (JSON.parse(await orbitOk('id', '--json', '--home', home[k])) as { id: string }).id;
+    }
+  });
+
+  after(async () => {
+    for (const d of daemons) await down(d);
+    await tmp.remove();
+  });
+
+  it('gives each store a readable, checked ID', async () => {
+    for (const k of ['a', 'b', 'c'] as const) assert.match(id[k], /^([A-Z2-7]{7}-){7}[A-Z2-7]{7}$/);
+    assert.notEqual(id.a, id.b);
+    assert.equal((await orbitOk('id', '--home', home.a)).trim(), id.a); // the same key next time
+    const typo = id.a.slice(0, 10) + (id.a[10] === 'A' ? 'B' : 'A') + id.a.slice(11);
+    const bad = await orbit('peer', 'add', typo, '--home', home.b);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+    assert.match(bad.stderr, /check character/);
+    const self = await orbit('peer', 'add', id.b, '--home', home.b);
+    assert.notEqual(self.code, 0);
+    assert.match(self.stderr, /own ID/);
+  });
+
+  it('connects a deaf store to a listening one, and the connection serves both', async () => {
+    a = await up(home.a, '127.0.0.1:0');
+    daemons.push(a);
+    assert.ok(a.listen, a.output());
+    await orbitOk('peer', 'add', id.b, '--name', 'b', '--home', home.a); // deaf: it dials in
+    await orbitOk('peer', 'add', id.a, '--name', 'a', '--address', a.listen!, '--home', home.b);
+    const again = await orbit('up', '--home', home.a);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /already serves/);
+    b = await up(home.b);
+    daemons.push(b);
+    await waitFor(async () => (await peerNamed(home.b, 'a'))?.connected === true, 'b to connect to a');
+    await waitFor(async () => (await peerNamed(home.a, 'b'))?.connected === true, 'a to see b');
+    const fromB = (await peerNamed(home.b, 'a'))!;
+    const fromA = (await peerNamed(home.a, 'b'))!;
+    assert.equal(fromB.direction, 'out');
+    assert.equal(fromA.direction, 'in');
+    assert.ok(fromB.bytesIn > 0 && fromB.bytesOut > 0);
+    assert.equal(fromA.address, undefined);
+    const table = await orbitOk('peer', 'list', '--home', home.a);
+    assert.match(table, /b\s+\S+\s+\(deaf\)\s+connected \(dialed in\)\s+now/);
+  });
+
+  it('refuses a store it does not know, before serving it anything', async () => {
+    await orbitOk('peer', 'add', id.a, '--name', 'a', '--address', a.listen!, '--home', home.c);
+    const c = await up(home.c);
+    daemons.push(c);
+    await waitFor(async () => (await peerNamed(home.c, 'a'))?.lastError !== undefined, 'c to be refused', 20_000);
+    const seen = (await peerNamed(home.c, 'a'))!;
+    assert.equal(seen.connected, false);
+    assert.equal(seen.bytesIn, 0); // no session came up: nothing counted
+    const refusal = a.output().split('\n').find((l) => l.includes('"msg":"refused a connection"'));
+    assert.ok(refusal?.includes(id.c), a.output());
+    assert.ok((await peers(home.a)).peers.every((p) => p.id !== id.c));
+    await down(c);
+  });
+
+  it('dials a peer again when it comes back', async () => {
+    const address = a.listen!;
+    await down(a);
+    await waitFor(async () => (await peerNamed(home.b, 'a'))?.connected === false, 'b to notice a gone');
+    const offline = await peers(home.a);
+    assert.equal(offline.daemon, false);
+    assert.ok(offline.peers.find((p) => p.name === 'b')!.bytesIn > 0, 'the last daemon saved what it counted');
+    a = await up(home.a, address);
+    daemons.push(a);
+    await waitFor(async () => (await peerNamed(home.b, 'a'))?.connected === true, 'b to reconnect', 20_000);
+  });
+
+  it('drops and refuses a peer once it is removed', async () => {
+    await orbitOk('peer', 'remove', 'b', '--home', home.a);
+    await waitFor(async () => (await peerNamed(home.b, 'a'))?.connected === false, 'b to be dropped');
+    await new Promise((r) => setTimeout(r, 3000)); // b keeps dialing, and is refused
+    assert.equal((await peerNamed(home.b, 'a'))?.connected, false);
+    assert.equal((await peers(home.a)).peers.length, 0);
+  });
+});
