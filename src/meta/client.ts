@@ -222,6 +222,7 @@ export class MetaClient implements MetaEngine {
   repairRefcounts: MetaEngine['repairRefcounts'] = () => this.engine.repairRefcounts();
   filesUsing: MetaEngine['filesUsing'] = (...a) => this.engine.filesUsing(...a);
   xattrOfFilesUsing: MetaEngine['xattrOfFilesUsing'] = (...a) => this.engine.xattrOfFilesUsing(...a);
+  changesSince: MetaEngine['changesSince'] = (...a) => this.engine.changesSince(...a);
 
   // ---- extended attributes ----
 

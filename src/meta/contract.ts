@@ -164,6 +164,33 @@ export interface Renamed extends DirsChanged {
   replaced?: Removal;
 }
 
+/** An inode as a peer's index of a shared volume holds it: everything but the bytes. */
+export interface IndexedInode {
+  attr: InodeAttr;
+  /** The number of the change that last touched it. */
+  changed: number;
+  /** Symlinks: the target. */
+  target?: string;
+  /** Directories: every entry ('.' and '..' aside). */
+  entries?: Array<{ name: string; ino: Ino; type: number }>;
+  /** Regular files: the whole content map. */
+  extents?: Extent[];
+  /** Extended attributes, by name. */
+  xattrs?: Array<[string, Buffer]>;
+}
+
+/** What changed in a volume after a change number, one page at a time (changesSince). */
+export interface VolumeChanges {
+  /** Every change up to this number is in this page or the ones before it: ask after it next. */
+  upTo: number;
+  /** More changes wait after upTo. */
+  more: boolean;
+  /** Inodes made or changed, in the order of their changes. */
+  inodes: IndexedInode[];
+  /** Inodes removed. */
+  removed: Ino[];
+}
+
 export class MetaError extends Error {
   constructor(
     readonly code: 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EINVAL' | 'EPERM' | 'ENAMETOOLONG' | 'ENODATA' | 'EMLINK' | 'ERANGE' | 'ENOSPC',
@@ -256,6 +283,9 @@ export interface MetaEngine {
   xattrOfFilesUsing(id: ChunkId, name: string): Promise<Array<Buffer | null>>;
 
   // ---- extended attributes ----
+  /** The inodes of `volume` changed after change number `after` (0: all of them) and those
+   * removed since, at most about `limit` inodes a page; one change is never split over pages. */
+  changesSince(volume: string, after: number, limit: number): Promise<VolumeChanges>;
   getxattr(ino: Ino, name: string): Promise<Buffer>;
   listxattr(ino: Ino): Promise<string[]>;
   /** flags: XATTR_CREATE (1), XATTR_REPLACE (2). */

@@ -16,6 +16,7 @@ import {
   type ChunkInfo,
   type DirEntry,
   type Extent,
+  type IndexedInode,
   type InodeAttr,
   type Ino,
   type Made,
@@ -25,9 +26,10 @@ import {
   type Renamed,
   type Time,
   type Usage,
+  type VolumeChanges,
   type VolumeInfo,
 } from '../contract.js';
-import { MAX_EXTENT, SCHEMA, SCHEMA_VERSION } from './schema.js';
+import { MAX_EXTENT, SCHEMA, SCHEMA_VERSION, UPGRADE_FROM_1 } from './schema.js';
 
 const S_IFMT = 0o170000;
 const S_ISGID = 0o2000;
@@ -48,6 +50,7 @@ interface InodeRow {
   ctime_s: number; ctime_ns: number;
   parent: number | null;
   target: string | null;
+  changed: number;
 }
 
 interface ExtentRow {
@@ -121,10 +124,18 @@ export class SqliteEngine {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('cache_size = -65536'); // 64 MiB of page cache
     this.db.pragma('temp_store = MEMORY');
+    const hasSettings = this.db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'settings'").get() !== undefined;
+    const found = hasSettings ? (this.db.prepare("SELECT value FROM settings WHERE key = 'schema'").pluck().get() as string | undefined) : undefined;
+    if (found !== undefined && Number(found) !== SCHEMA_VERSION) {
+      if (Number(found) !== 1) throw new Error(`metadata schema ${found} is not supported (this Orbit reads ${SCHEMA_VERSION})`);
+      // Version 1 becomes 2 in place: one transaction, so a crash leaves one or the other.
+      this.db.transaction(() => {
+        this.db.exec(UPGRADE_FROM_1 + SCHEMA);
+        this.db.prepare("UPDATE settings SET value = ? WHERE key = 'schema'").run(String(SCHEMA_VERSION));
+      }).immediate();
+    }
     this.db.exec(SCHEMA);
-    const version = this.db.prepare("SELECT value FROM settings WHERE key = 'schema'").pluck().get() as string | undefined;
-    if (version === undefined) this.db.prepare("INSERT INTO settings VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
-    else if (Number(version) !== SCHEMA_VERSION) throw new Error(`metadata schema ${version} is not supported (this Orbit reads ${SCHEMA_VERSION})`);
+    if (found === undefined) this.db.prepare("INSERT INTO settings VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING").run(String(SCHEMA_VERSION));
     if (this.db.prepare("SELECT 1 FROM settings WHERE key = 'seq'").get() === undefined) this.db.prepare("INSERT INTO settings VALUES ('seq', '0:')").run();
 
     const p = (sql: string): Statement => this.db.prepare(sql);
@@ -176,6 +187,12 @@ export class SqliteEngine {
       deleteXattr: p('DELETE FROM xattrs WHERE ino = ? AND name = ?'),
       growAndTouch: p('UPDATE inodes SET size = max(size, ?), mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
       markSynced: p("INSERT INTO settings VALUES ('synced', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+      changedInodes: p('SELECT * FROM inodes WHERE volume = ? AND changed > ? ORDER BY changed, ino LIMIT ?'),
+      inodesChangedAt: p('SELECT * FROM inodes WHERE volume = ? AND changed = ? ORDER BY ino'),
+      removedInodes: p('SELECT ino FROM removed_inodes WHERE volume = ? AND changed > ? AND changed <= ? ORDER BY changed, ino').pluck(),
+      entriesOf: p('SELECT name, ino, type FROM dentries WHERE parent = ? ORDER BY rowid'),
+      extentsOf: p('SELECT offset, length, chunk, chunk_offset FROM extents WHERE ino = ? ORDER BY offset'),
+      xattrsOf: p('SELECT name, value FROM xattrs WHERE ino = ? ORDER BY name'),
       seq: p("SELECT value FROM settings WHERE key = 'seq'").pluck(),
       // CAST reads the number before the ':'.
       bumpSeq: p("UPDATE settings SET value = (CAST(value AS INTEGER) + 1) || ':' || ? WHERE key = 'seq'"),
@@ -603,6 +620,42 @@ export class SqliteEngine {
     const v = this.st.xattr!.get(ino, name) as Buffer | undefined;
     if (!v) throw new MetaError('ENODATA');
     return v;
+  }
+
+  changesSince(volume: string, after: number, limit: number): VolumeChanges {
+    // One read transaction: the page is one moment's state, whatever writers do meanwhile.
+    return this.db.transaction((): VolumeChanges => {
+      const v = this.st.volumeByName!.get(volume) as { id: number } | undefined;
+      if (!v) throw new MetaError('ENOENT', `no volume ${volume}`);
+      const rows = this.st.changedInodes!.all(v.id, after, limit + 1) as InodeRow[];
+      let more = false;
+      if (rows.length > limit) {
+        more = true;
+        // A change is never split: cut before the last change number when the extra row shares
+        // it, unless the page holds nothing else; then that one change, however many inodes it
+        // touched, is the page.
+        const last = rows[limit - 1]!.changed;
+        const before = rows.findIndex((r) => r.changed === last);
+        if (rows[limit]!.changed !== last) rows.length = limit;
+        else if (before > 0) rows.length = before;
+        else rows.splice(0, rows.length, ...(this.st.inodesChangedAt!.all(v.id, last) as InodeRow[]));
+      }
+      const upTo = more ? rows[rows.length - 1]!.changed : parseInt(this.seq(), 10);
+      const inodes = rows.map((r): IndexedInode => {
+        const out: IndexedInode = { attr: toAttr(r), changed: r.changed };
+        const type = r.mode & S_IFMT;
+        if (type === FileType.Symlink && r.target !== null) out.target = r.target;
+        if (type === FileType.Directory) out.entries = this.st.entriesOf!.all(r.ino) as Array<{ name: string; ino: Ino; type: number }>;
+        if (type === FileType.Regular) {
+          out.extents = (this.st.extentsOf!.all(r.ino) as ExtentRow[]).map((e) => ({ offset: e.offset, length: e.length, chunk: e.chunk.toString('hex'), chunkOffset: e.chunk_offset }));
+        }
+        const xattrs = this.st.xattrsOf!.all(r.ino) as Array<{ name: string; value: Buffer }>;
+        if (xattrs.length > 0) out.xattrs = xattrs.map((x) => [x.name, x.value]);
+        return out;
+      });
+      const removed = this.st.removedInodes!.all(v.id, after, upTo) as Ino[];
+      return { upTo, more, inodes, removed };
+    })();
   }
 
   listxattr(ino: Ino): string[] {

@@ -4,7 +4,7 @@
 import type { Worker } from 'node:worker_threads';
 import { componentLogger, type Logger } from '../../log.js';
 import { startWorker } from '../../threads.js';
-import { MetaError, type MetaEngine } from '../contract.js';
+import { MetaError, type MetaEngine, type VolumeChanges } from '../contract.js';
 import type { SqliteEngine } from './engine.js';
 
 type Method = keyof MetaEngine & keyof SqliteEngine;
@@ -121,6 +121,12 @@ export class SqliteMeta implements MetaEngine {
   filesUsing: MetaEngine['filesUsing'] = (...a) => this.call('filesUsing', a);
   xattrOfFilesUsing: MetaEngine['xattrOfFilesUsing'] = (...a) =>
     this.call<Array<Uint8Array | null>>('xattrOfFilesUsing', a).then((vs) => vs.map((v) => (v === null ? null : Buffer.from(v.buffer, v.byteOffset, v.length))));
+  // Buffers cross the thread as Uint8Arrays: made Buffers again.
+  changesSince: MetaEngine['changesSince'] = (...a) =>
+    this.call<VolumeChanges>('changesSince', a).then((c) => {
+      for (const i of c.inodes) if (i.xattrs) i.xattrs = i.xattrs.map(([n, v]) => [n, Buffer.from(v.buffer, v.byteOffset, v.length)]);
+      return c;
+    });
   getxattr: MetaEngine['getxattr'] = (...a) => this.call<Uint8Array>('getxattr', a).then((v) => Buffer.from(v.buffer, v.byteOffset, v.length));
   listxattr: MetaEngine['listxattr'] = (...a) => this.call('listxattr', a);
   setxattr: MetaEngine['setxattr'] = (...a) => this.call('setxattr', a);

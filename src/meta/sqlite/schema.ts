@@ -1,10 +1,72 @@
-// The SQLite engine's schema, version 1. Chunk ids are stored as 32-byte BLOBs (half the size of
+// The SQLite engine's schema, version 2. Chunk ids are stored as 32-byte BLOBs (half the size of
 // hex); directory entries keep a rowid so readdir cookies stay valid while entries come and go.
+//
+// Version 2 numbers changes, for the index peers keep of a shared volume: each inode holds the
+// number of the last change to it (`changed`, the database's change count, settings 'seq', as it
+// will be once the change is counted), and a removed inode leaves its number behind in
+// removed_inodes. So "what changed after N" is one indexed range of each. Triggers keep the
+// numbers, so no operation can change an inode and forget to say so: its attributes, its
+// contents (extents), its xattrs, and for a directory its entries (a directory's record for
+// peers is its list of entries).
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** The longest a chunk can be: extents overlapping a range start at most this far before it. */
 export const MAX_EXTENT = 4 * 1024 * 1024;
+
+const REMOVED_INODES = `
+-- Inodes removed, with the change that removed them: what a peer's index must drop.
+CREATE TABLE IF NOT EXISTS removed_inodes (
+  ino INTEGER PRIMARY KEY,
+  volume INTEGER NOT NULL,
+  changed INTEGER NOT NULL
+);
+`;
+
+/** The number the change being made will have: one more than the count so far (the engine counts
+ * a change when it ends: engine.ts tx()). */
+const THIS_CHANGE = "(SELECT CAST(value AS INTEGER) + 1 FROM settings WHERE key = 'seq')";
+
+/** Indexes and triggers of the change numbers (every version-2 database, new or upgraded). */
+const CHANGE_NUMBERING = `
+CREATE INDEX IF NOT EXISTS inodes_by_change ON inodes (volume, changed);
+CREATE INDEX IF NOT EXISTS removed_by_change ON removed_inodes (volume, changed);
+CREATE TRIGGER IF NOT EXISTS inode_made AFTER INSERT ON inodes BEGIN
+  UPDATE inodes SET changed = ${THIS_CHANGE} WHERE ino = NEW.ino;
+END;
+-- Only updates of the inode's own columns: the trigger's own update of 'changed' does not fire it.
+CREATE TRIGGER IF NOT EXISTS inode_changed
+AFTER UPDATE OF volume, mode, nlink, uid, gid, rdev, size, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, parent, target ON inodes BEGIN
+  UPDATE inodes SET changed = ${THIS_CHANGE} WHERE ino = NEW.ino;
+END;
+CREATE TRIGGER IF NOT EXISTS inode_removed AFTER DELETE ON inodes BEGIN
+  INSERT OR REPLACE INTO removed_inodes (ino, volume, changed) VALUES (OLD.ino, OLD.volume, ${THIS_CHANGE});
+END;
+CREATE TRIGGER IF NOT EXISTS entry_added AFTER INSERT ON dentries BEGIN
+  UPDATE inodes SET changed = ${THIS_CHANGE} WHERE ino = NEW.parent;
+END;
+CREATE TRIGGER IF NOT EXISTS entry_removed AFTER DELETE ON dentries BEGIN
+  UPDATE inodes SET changed = ${THIS_CHANGE} WHERE ino = OLD.parent;
+END;
+CREATE TRIGGER IF NOT EXISTS entry_changed AFTER UPDATE ON dentries BEGIN
+  UPDATE inodes SET changed = ${THIS_CHANGE} WHERE ino IN (OLD.parent, NEW.parent);
+END;
+CREATE TRIGGER IF NOT EXISTS extent_added AFTER INSERT ON extents BEGIN
+  UPDATE inodes SET changed = ${THIS_CHANGE} WHERE ino = NEW.ino;
+END;
+CREATE TRIGGER IF NOT EXISTS extent_removed AFTER DELETE ON extents BEGIN
+  UPDATE inodes SET changed = ${THIS_CHANGE} WHERE ino = OLD.ino;
+END;
+CREATE TRIGGER IF NOT EXISTS xattr_added AFTER INSERT ON xattrs BEGIN
+  UPDATE inodes SET changed = ${THIS_CHANGE} WHERE ino = NEW.ino;
+END;
+CREATE TRIGGER IF NOT EXISTS xattr_changed AFTER UPDATE ON xattrs BEGIN
+  UPDATE inodes SET changed = ${THIS_CHANGE} WHERE ino = NEW.ino;
+END;
+CREATE TRIGGER IF NOT EXISTS xattr_removed AFTER DELETE ON xattrs BEGIN
+  UPDATE inodes SET changed = ${THIS_CHANGE} WHERE ino = OLD.ino;
+END;
+`;
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS settings (
@@ -36,7 +98,9 @@ CREATE TABLE IF NOT EXISTS inodes (
   -- directories: the parent, for ".."
   parent INTEGER,
   -- symlinks: the target
-  target TEXT
+  target TEXT,
+  -- the change that last touched it (see above)
+  changed INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS dentries (
@@ -87,4 +151,13 @@ CREATE TABLE IF NOT EXISTS chunk_pins (
   until INTEGER NOT NULL,
   PRIMARY KEY (chunk, token)
 ) WITHOUT ROWID;
-`;
+
+` + REMOVED_INODES + CHANGE_NUMBERING;
+
+/** From version 1: the column and table the change numbers need (CHANGE_NUMBERING follows, as for
+ * every database). Every inode there is counts as changed by change 1, the first a change can be
+ * numbered: a peer's first index (after 0) takes them all. */
+export const UPGRADE_FROM_1 = `
+ALTER TABLE inodes ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+UPDATE inodes SET changed = 1;
+` + REMOVED_INODES;
