@@ -157,6 +157,46 @@ export function addPeerCommands(program: Command): void {
     );
 
   program
+    .command('share')
+    .description('offer a volume to a peer: it appears in that peer\'s `orbit volume list`, to attach')
+    .argument('<volume>', 'a volume of this store')
+    .requiredOption('--with <peer>', 'the peer: its ID, name, or the start of its ID')
+    .addOption(homeOption())
+    .action((volume: string, opts: HomeOptions & { with: string }) =>
+      withStore(opts.home, async (store) => {
+        if (!(await store.meta.volumes()).some((v) => v.name === volume)) throw new CliError(`no volume ${volume} in the store at ${store.home}`);
+        const peer = await updatePeers(store.home, (file) => {
+          const p = findPeer(file, opts.with);
+          const now = file.shares[volume] ?? [];
+          if (!now.includes(p.id)) file.shares[volume] = [...now, p.id];
+          return p;
+        });
+        console.log(`volume ${volume} is shared with ${peer.name} (${peer.id})`);
+      }),
+    );
+
+  program
+    .command('unshare')
+    .description('stop offering a volume to a peer (to every peer without --with)')
+    .argument('<volume>', 'a volume of this store')
+    .option('--with <peer>', 'only this peer')
+    .addOption(homeOption())
+    .action((volume: string, opts: HomeOptions & { with?: string }) =>
+      withStore(opts.home, async (store) => {
+        const left = await updatePeers(store.home, (file) => {
+          if (opts.with === undefined) delete file.shares[volume];
+          else {
+            const p = findPeer(file, opts.with);
+            file.shares[volume] = (file.shares[volume] ?? []).filter((x) => x !== p.id);
+            if (file.shares[volume]!.length === 0) delete file.shares[volume];
+          }
+          return (file.shares[volume] ?? []).map((id) => file.peers.find((p) => p.id === id)?.name ?? shortPeerId(id));
+        });
+        console.log(left.length > 0 ? `volume ${volume} is still shared with ${left.join(', ')}` : `volume ${volume} is shared with no peer`);
+      }),
+    );
+
+  program
     .command('up')
     .description('run the daemon: keep the peers connected and serve them, run jobs, answer commands (until SIGINT/SIGTERM)')
     .option('--listen <host:port>', 'listen for peers there (0.0.0.0:7717, say); without it the store is "deaf": it only dials out', parseListen)

@@ -4,7 +4,9 @@ import type { Command } from 'commander';
 import { MetaError, type Time } from '../meta/contract.js';
 import { DEFAULT_VOLUME, Store } from '../store/store.js';
 import { loadOrCreateIdentity } from '../peer/identity.js';
-import { runningDaemon } from '../daemon/daemon.js';
+import { runningDaemon, SOFTWARE } from '../daemon/daemon.js';
+import { connectDaemon } from '../daemon/control.js';
+import { readPeers } from '../peer/peers.js';
 import { finished, JobStore } from '../jobs/job-store.js';
 import { formatPolicy } from '../pool/policy.js';
 import { currentDamage } from '../store/damage.js';
@@ -14,6 +16,26 @@ import { CliError, formatBytes, formatRatio, printJson, printTable, ratio } from
 
 interface JsonOptions extends HomeOptions {
   json?: boolean;
+}
+
+/** What connected peers offer, from the daemon; undefined when no daemon runs. */
+async function peerOffers(home: string): Promise<Array<{ peer: string; name: string; volumes: Array<{ name: string }> }> | undefined> {
+  const daemon = await connectDaemon(home, SOFTWARE);
+  if (!daemon) return undefined;
+  try {
+    const [offers, peers] = await Promise.all([daemon.request('offers', {}), readPeers(home)]);
+    return (offers.header.offers as Array<{ peer: string; volumes: Array<{ name: string }> }>).map((o) => ({
+      ...o,
+      name: peers.peers.find((p) => p.id === o.peer)?.name ?? o.peer.slice(0, 7),
+    }));
+  } finally {
+    await daemon.close();
+  }
+}
+
+/** "PEERNAME:VOLUME", peer ID: how `orbit volume attach` will name them. */
+function offerRows(offers: Array<{ peer: string; name: string; volumes: Array<{ name: string }> }>): string[][] {
+  return offers.flatMap((o) => o.volumes.map((v) => [`${o.name}:${v.name}`, o.peer]));
 }
 
 function isoTime(t: Time): string {
@@ -59,8 +81,26 @@ export function addStoreCommands(program: Command): void {
     .action((opts: JsonOptions) =>
       withStore(opts.home, async (store) => {
         const volumes = (await store.meta.volumes()).map((v) => ({ name: v.name, createdAt: isoTime(v.createdAt) }));
-        if (opts.json) printJson(volumes);
-        else printTable([['VOLUME', 'CREATED'], ...volumes.map((v) => [v.name, v.createdAt])]);
+        if (opts.json) return printJson(volumes);
+        printTable([['VOLUME', 'CREATED'], ...volumes.map((v) => [v.name, v.createdAt])]);
+        const rows = offerRows((await peerOffers(store.home)) ?? []);
+        if (rows.length > 0) printTable([['OFFERED BY A PEER', 'PEER ID'], ...rows]);
+      }),
+    );
+
+  volume
+    .command('offers')
+    .description('the volumes connected peers offer this store (orbit share on their side); needs the daemon')
+    .option('--json', 'print JSON')
+    .addOption(homeOption())
+    .action((opts: JsonOptions) =>
+      withStore(opts.home, async (store) => {
+        const offers = await peerOffers(store.home);
+        if (offers === undefined) throw new CliError("no daemon runs for this store: 'orbit up' starts it, and it learns what peers offer");
+        if (opts.json) return printJson(offers);
+        const rows = offerRows(offers);
+        if (rows.length === 0) return console.log('no connected peer offers a volume');
+        printTable([['OFFERED BY A PEER', 'PEER ID'], ...rows]);
       }),
     );
 

@@ -10,6 +10,7 @@ import { componentLogger, type Logger } from '../log.js';
 import { loadOrCreateIdentity } from '../peer/identity.js';
 import type { PeerId } from '../peer/peer-id.js';
 import { Household } from '../peer/household.js';
+import { Sharing } from '../peer/sharing.js';
 import { isAlive } from '../processes.js';
 import type { Store } from '../store/store.js';
 import { serveControl, type ControlServer } from './control.js';
@@ -50,12 +51,15 @@ export class Daemon {
     const log = componentLogger('daemon');
     const identity = await loadOrCreateIdentity(store.home);
     const household = new Household(store.home, identity, componentLogger('peers'), { listen: options.listen, software: SOFTWARE });
+    const sharing = new Sharing(household, store, componentLogger('sharing'));
+    sharing.install();
     // The control socket first: it refuses to start a second daemon for the store.
     // The handlers are in place before the daemon they answer for is made.
     const made: { daemon?: Daemon } = {};
     const control = await serveControl(store.home, {
       status: async () => ({ header: { ...made.daemon?.record, peers: household.states() } }),
       peers: async () => ({ header: { peers: household.states() } }),
+      offers: async () => ({ header: { offers: sharing.offers() } }),
       stop: async () => {
         setImmediate(() => void made.daemon?.stop());
         return { header: {} };

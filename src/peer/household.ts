@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import { sleep } from '../sleep.js';
 import type { Identity } from './identity.js';
 import { shortPeerId, type PeerId } from './peer-id.js';
-import { parseAddress, peersVersion, readPeers, type PeerRecord } from './peers.js';
+import { parseAddress, peersVersion, readPeers, type PeerRecord, type PeersFile } from './peers.js';
 import { PeerSession, type NotifyListener, type RequestHandler } from './session.js';
 import { dialPeer, listenForPeers, type PeerListener } from './transport.js';
 
@@ -63,7 +63,7 @@ export interface HouseholdOptions {
   software: string;
 }
 
-export class Household extends EventEmitter<{ connected: [PeerId, PeerSession]; disconnected: [PeerId] }> {
+export class Household extends EventEmitter<{ connected: [PeerId, PeerSession]; disconnected: [PeerId]; reloaded: [PeersFile] }> {
   private peers = new Map<PeerId, PeerRecord>();
   private readonly links = new Map<PeerId, Link>();
   private readonly tallies = new Map<PeerId, Tally>();
@@ -161,7 +161,8 @@ export class Household extends EventEmitter<{ connected: [PeerId, PeerSession]; 
     const version = await peersVersion(this.home);
     if (version === this.peersSeen || this.stopped) return;
     this.peersSeen = version;
-    const next = new Map((await readPeers(this.home)).peers.map((p) => [p.id, p]));
+    const file = await readPeers(this.home);
+    const next = new Map(file.peers.map((p) => [p.id, p]));
     for (const [id, old] of this.peers) {
       const now = next.get(id);
       if (now && now.address === old.address) continue;
@@ -174,6 +175,7 @@ export class Household extends EventEmitter<{ connected: [PeerId, PeerSession]; 
     }
     this.peers = next;
     for (const p of next.values()) if (p.address && !this.dialers.has(p.id)) this.keepDialing(p);
+    this.emit('reloaded', file);
   }
 
   private keepDialing(peer: PeerRecord): void {

@@ -7,6 +7,7 @@ import { link, lstat, mkdir, open, opendir, readdir, readFile, rm, statfs, unlin
 import path from 'node:path';
 import type { ChunkId, ChunkStat, ChunkStore, StoreCapacity } from './contract.js';
 import { assertChunkId, ChunkNotFoundError, ChunkStoreClosedError, isChunkId } from './contract.js';
+import { forEachLimited } from '../limited.js';
 
 /** How many fsyncs (and stats while scanning) run at once: enough to keep a disk's queue busy,
  * few enough not to starve the libuv thread pool the rest of the daemon shares. */
@@ -374,7 +375,8 @@ async function fsyncPath(target: string): Promise<void> {
   }
 }
 
-async function openDirIfPresent(dir: string): Promise<Dir | undefined> {
+/** The directory open for listing; undefined when it does not exist. */
+export async function openDirIfPresent(dir: string): Promise<Dir | undefined> {
   try {
     return await opendir(dir);
   } catch (err) {
@@ -391,20 +393,3 @@ async function* subdirs(dir: string): AsyncGenerator<string> {
   }
 }
 
-/** Runs fn on every item, at most `limit` at a time; after a failure starts no more, waits for
- * those running, then rejects with the first error. */
-async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  const queue = items.values();
-  let failure: { error: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    for (let next = queue.next(); !next.done && failure === undefined; next = queue.next()) {
-      try {
-        await fn(next.value);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure !== undefined) throw failure.error;
-}

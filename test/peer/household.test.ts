@@ -5,7 +5,11 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { VolumeChanges } from '../../src/meta/contract.js';
 import type { PeerState } from '../../src/peer/household.js';
+import { loadIdentity } from '../../src/peer/identity.js';
+import { PeerSession } from '../../src/peer/session.js';
+import { dialPeer } from '../../src/peer/transport.js';
 import { ORBIT_BIN, orbit, orbitOk, start, tempDir, waitFor } from '../helpers.js';
 
 interface Up {
@@ -124,11 +128,46 @@ describe('the household: peers over mutual TLS', () => {
     await waitFor(async () => (await peerNamed(home.b, 'a'))?.connected === true, 'b to reconnect', 20_000);
   });
 
+  it('offers a shared volume to its peer at once, and serves its index to it alone', async () => {
+    const offersOf = async (h: string): Promise<Array<{ name: string; volumes: Array<{ name: string }> }>> =>
+      JSON.parse(await orbitOk('volume', 'offers', '--json', '--home', h)) as Array<{ name: string; volumes: Array<{ name: string }> }>;
+    assert.deepEqual((await offersOf(home.b)).flatMap((o) => o.volumes), []);
+    await orbitOk('share', 'default', '--with', 'b', '--home', home.a);
+    await waitFor(async () => (await offersOf(home.b)).some((o) => o.name === 'a' && o.volumes.some((v) => v.name === 'default')), 'b to see the offer');
+    assert.match(await orbitOk('volume', 'list', '--home', home.b), /a:default/);
+    const unknownVolume = await orbit('share', 'nope', '--with', 'b', '--home', home.a);
+    assert.notEqual(unknownVolume.code, 0);
+
+    // c, known to a but offered nothing, asks with c's own key.
+    await orbitOk('peer', 'add', id.c, '--name', 'c', '--home', home.a);
+    await waitFor(async () => (await peerNamed(home.a, 'c')) !== undefined, 'a\'s daemon to know c');
+    const [host, port] = [a.listen!.split(':')[0]!, Number(a.listen!.split(':')[1])];
+    const socket = await dialPeer({ identity: await loadIdentity(home.c), host, port, expect: id.a });
+    const session = await PeerSession.open(socket, { localPeer: id.c, software: 'test' });
+    try {
+      await assert.rejects(session.request('index', { volume: 'default', after: 0 }), { code: 'EACCES' });
+      assert.deepEqual((await session.request('offers', {})).header.volumes, []);
+      const offered = new Promise<unknown>((resolve) => session.onNotify('offers', (n) => resolve(n.header.volumes)));
+      await orbitOk('share', 'default', '--with', 'c', '--home', home.a);
+      assert.deepEqual(await offered, [{ name: 'default' }]);
+      const index = await session.request('index', { volume: 'default', after: 0 });
+      const changes = index.header as unknown as VolumeChanges;
+      assert.equal(changes.more, false);
+      assert.ok(changes.upTo > 0);
+      assert.ok(changes.inodes.some((i) => (i.attr.mode & 0o170000) === 0o040000), 'the root directory');
+      await assert.rejects(session.request('index', { volume: 'nope', after: 0 }), { code: 'EACCES' });
+    } finally {
+      await session.close();
+    }
+    await orbitOk('unshare', 'default', '--with', 'b', '--home', home.a);
+    await waitFor(async () => (await offersOf(home.b)).every((o) => o.volumes.length === 0), 'the offer to go');
+  });
+
   it('drops and refuses a peer once it is removed', async () => {
     await orbitOk('peer', 'remove', 'b', '--home', home.a);
     await waitFor(async () => (await peerNamed(home.b, 'a'))?.connected === false, 'b to be dropped');
     await new Promise((r) => setTimeout(r, 3000)); // b keeps dialing, and is refused
     assert.equal((await peerNamed(home.b, 'a'))?.connected, false);
-    assert.equal((await peers(home.a)).peers.length, 0);
+    assert.deepEqual((await peers(home.a)).peers.map((p) => p.name), ['c']);
   });
 });
