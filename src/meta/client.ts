@@ -15,7 +15,7 @@
 // out of order (a connection pool) needs versioned entries instead. One exception: Orbit's own
 // settings (INHERITED_XATTRS, such as a file's policy) are also set by the store's job runner,
 // which may be another process; they are always asked of the engine.
-import { FileType, INHERITED_XATTRS, MetaError, NAME_MAX, RENAME_WHITEOUT, type Caller, type DirEntry, type DirsChanged, type InodeAttr, type Ino, type Made, type MetaEngine, type Removal, type Removed, type Renamed } from './contract.js';
+import { FileType, INHERITED_XATTRS, MetaError, NAME_MAX, RENAME_WHITEOUT, type Caller, type DirEntry, type DirsChanged, type InodeAttr, type Ino, type Made, type MetaEngine, type Removal, type Removed, type Renamed, type VolumeChanges } from './contract.js';
 
 /** Entries kept per map before the least recently used go. */
 const CACHE_ENTRIES = 200_000;
@@ -79,6 +79,13 @@ export class MetaClient implements MetaEngine {
   // ---- volumes ----
 
   createVolume: MetaEngine['createVolume'] = (...a) => this.engine.createVolume(...a);
+  attachVolume: MetaEngine['attachVolume'] = (...a) => this.engine.attachVolume(...a);
+
+  /** A peer's changes change what this process has cached of the volume: all of it is forgotten. */
+  async applyChanges(volume: string, changes: VolumeChanges): Promise<void> {
+    await this.engine.applyChanges(volume, changes);
+    this.forgetAll();
+  }
   volumes: MetaEngine['volumes'] = () => this.engine.volumes();
   usage: MetaEngine['usage'] = (...a) => this.engine.usage(...a);
 

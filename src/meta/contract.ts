@@ -119,6 +119,17 @@ export interface VolumeInfo {
   name: string;
   root: Ino;
   createdAt: Time;
+  /** A volume attached from a peer: read-only here, its index kept from the peer's changes. */
+  origin?: VolumeOrigin;
+}
+
+export interface VolumeOrigin {
+  /** The peer's ID. */
+  peer: string;
+  /** The volume's name on the peer. */
+  volume: string;
+  /** The peer's change number the index here is complete up to. */
+  syncedTo: number;
 }
 
 export interface Usage {
@@ -183,6 +194,8 @@ export interface IndexedInode {
 export interface VolumeChanges {
   /** Every change up to this number is in this page or the ones before it: ask after it next. */
   upTo: number;
+  /** The volume's root directory. */
+  root: Ino;
   /** More changes wait after upTo. */
   more: boolean;
   /** Inodes made or changed, in the order of their changes. */
@@ -286,6 +299,11 @@ export interface MetaEngine {
   /** The inodes of `volume` changed after change number `after` (0: all of them) and those
    * removed since, at most about `limit` inodes a page; one change is never split over pages. */
   changesSince(volume: string, after: number, limit: number): Promise<VolumeChanges>;
+  /** Makes a volume attached from a peer's volume: empty until its changes are applied. */
+  attachVolume(name: string, owner: Caller, origin: { peer: string; volume: string }): Promise<VolumeInfo>;
+  /** Applies a page of the peer's changes (changesSince on the peer) to an attached volume, in one
+   * transaction, and records that the index is complete up to the page's upTo. */
+  applyChanges(volume: string, changes: VolumeChanges): Promise<void>;
   getxattr(ino: Ino, name: string): Promise<Buffer>;
   listxattr(ino: Ino): Promise<string[]>;
   /** flags: XATTR_CREATE (1), XATTR_REPLACE (2). */

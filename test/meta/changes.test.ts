@@ -31,6 +31,23 @@ function allPages(db: SqliteEngine, volume: string, from: number, limit: number)
   }
 }
 
+/** A volume's tree as text, inode numbers left out (they differ between stores). */
+function tree(db: SqliteEngine, dirIno: Ino, at = ''): string[] {
+  const out: string[] = [];
+  for (const e of db.readdir(dirIno, 0, 100_000)) {
+    if (e.name === '.' || e.name === '..') continue;
+    const a = db.getattr(e.ino);
+    const where = `${at}/${e.name}`;
+    const xattrs = db.listxattr(e.ino).map((n) => `${n}=${db.getxattr(e.ino, n).toString('hex')}`).join(',');
+    let what = '';
+    if ((a.mode & 0o170000) === FileType.Symlink) what = `-> ${db.readlink(e.ino)}`;
+    if ((a.mode & 0o170000) === FileType.Regular) what = JSON.stringify(db.extents(e.ino, 0, a.size));
+    out.push(`${where} ${a.mode.toString(8)} ${a.uid}:${a.gid} n${a.nlink} ${a.size} ${a.mtime.sec}.${a.mtime.nsec} ${xattrs} ${what}`);
+    if ((a.mode & 0o170000) === FileType.Directory) out.push(...tree(db, e.ino, where));
+  }
+  return out.sort();
+}
+
 describe('change numbers for peers\' indexes', () => {
   let tmp: { dir: string; remove: () => Promise<void> };
   let db: SqliteEngine;
@@ -123,6 +140,35 @@ describe('change numbers for peers\' indexes', () => {
     assert.ok(page.inodes.length >= 2, 'the rename\'s inodes together');
     assert.equal(new Set(page.inodes.map((i) => i.changed)).size, 1);
     assert.ok(db.changesSince('home', before, 1).more);
+  });
+
+  it('applied page by page to an attached volume on another store, gives the same tree', () => {
+    const peer = new SqliteEngine(path.join(tmp.dir, 'peer.db'));
+    try {
+      const attached = peer.attachVolume('home-from-a', me, { peer: 'A', volume: 'home' });
+      assert.deepEqual(attached.origin, { peer: 'A', volume: 'home', syncedTo: 0 });
+      const sync = (): void => {
+        const from = peer.volumes().find((v) => v.name === 'home-from-a')!.origin!.syncedTo;
+        for (const page of allPages(db, 'home', from, 7).pages) peer.applyChanges('home-from-a', page);
+        assert.deepEqual(tree(peer, attached.root), tree(db, root));
+      };
+      sync();
+      // More changes: a move between directories, a removal, new content, an xattr, a symlink.
+      const sub = db.lookup(root, 'sub').ino;
+      db.rename(sub, 'f0', root, 'moved', 0);
+      db.unlink(docs, 'f1');
+      db.rmdir(root, 'sub');
+      const g = db.create(docs, 'g', file, me).attr.ino;
+      db.writeExtents(g, 0, 300, [{ offset: 0, length: 300, chunk: id(9), chunkOffset: 0 }], [{ id: id(9), size: 300, storedSize: 10 }], 300, t, 0);
+      db.setxattr(g, 'user.x', Buffer.from([0, 1, 2]), 0);
+      db.create(root, 'to-g', { type: FileType.Symlink, perm: 0o777, target: 'docs/g' }, me);
+      sync();
+      assert.throws(() => peer.applyChanges('nope', db.changesSince('home', 0, 10)), { code: 'EINVAL' });
+      peer.createVolume('local', me);
+      assert.throws(() => peer.applyChanges('local', db.changesSince('home', 0, 10)), { code: 'EINVAL' });
+    } finally {
+      peer.close();
+    }
   });
 
   it('upgrades a version-1 database in place, counting everything in it as changed', () => {

@@ -157,7 +157,7 @@ export class SqliteEngine {
       list: p('SELECT rowid, name, ino, type FROM dentries WHERE parent = ? AND rowid > ? ORDER BY rowid LIMIT ?'),
       listWithAttrs: p('SELECT d.rowid AS rowid, d.name AS name, d.type AS type, i.* FROM dentries d JOIN inodes i ON i.ino = d.ino WHERE d.parent = ? AND d.rowid > ? ORDER BY d.rowid LIMIT ?'),
       volumeByName: p('SELECT * FROM volumes WHERE name = ?'),
-      volumes: p('SELECT * FROM volumes ORDER BY name'),
+      volumes: p('SELECT v.*, a.peer, a.remote_volume, a.synced_to FROM volumes v LEFT JOIN attached_volumes a ON a.volume = v.id ORDER BY v.name'),
       insertVolume: p('INSERT INTO volumes (name, root, created_s, created_ns) VALUES (?, ?, ?, ?)'),
       setVolumeOfRoot: p('UPDATE inodes SET volume = ?, parent = ino WHERE ino = ?'),
       extentsNear: p('SELECT offset, length, chunk, chunk_offset FROM extents WHERE ino = ? AND offset > ? AND offset < ? ORDER BY offset'),
@@ -193,6 +193,17 @@ export class SqliteEngine {
       entriesOf: p('SELECT name, ino, type FROM dentries WHERE parent = ? ORDER BY rowid'),
       extentsOf: p('SELECT offset, length, chunk, chunk_offset FROM extents WHERE ino = ? ORDER BY offset'),
       xattrsOf: p('SELECT name, value FROM xattrs WHERE ino = ? ORDER BY name'),
+      attached: p('SELECT * FROM attached_volumes WHERE volume = ?'),
+      insertAttached: p('INSERT INTO attached_volumes (volume, peer, remote_volume) VALUES (?, ?, ?)'),
+      setSyncedTo: p('UPDATE attached_volumes SET synced_to = ? WHERE volume = ?'),
+      remoteIno: p('SELECT ino FROM remote_inodes WHERE volume = ? AND remote = ?').pluck(),
+      mapRemote: p('INSERT INTO remote_inodes (volume, remote, ino) VALUES (?, ?, ?)'),
+      unmapRemote: p('DELETE FROM remote_inodes WHERE volume = ? AND remote = ?'),
+      applyAttr: p(`UPDATE inodes SET mode = @mode, nlink = @nlink, uid = @uid, gid = @gid, rdev = @rdev, size = @size,
+        atime_s = @as, atime_ns = @ans, mtime_s = @ms, mtime_ns = @mns, ctime_s = @cs, ctime_ns = @cns, target = @target WHERE ino = @ino`),
+      deleteEntriesOf: p('DELETE FROM dentries WHERE parent = ?'),
+      deleteEntriesTo: p('DELETE FROM dentries WHERE ino = ?'),
+      unclaimChunk: p('UPDATE chunks SET refs = 0, claimed_at = 0 WHERE id = ? AND refs < 0'),
       seq: p("SELECT value FROM settings WHERE key = 'seq'").pluck(),
       // CAST reads the number before the ':'.
       bumpSeq: p("UPDATE settings SET value = (CAST(value AS INTEGER) + 1) || ':' || ? WHERE key = 'seq'"),
@@ -214,9 +225,76 @@ export class SqliteEngine {
   }
 
   volumes(): VolumeInfo[] {
-    return (this.st.volumes!.all() as Array<{ id: number; name: string; root: number; created_s: number; created_ns: number }>).map((v) => ({
+    type Row = { id: number; name: string; root: number; created_s: number; created_ns: number; peer: string | null; remote_volume: string | null; synced_to: number | null };
+    return (this.st.volumes!.all() as Row[]).map((v) => ({
       id: v.id, name: v.name, root: v.root, createdAt: { sec: v.created_s, nsec: v.created_ns },
+      ...(v.peer !== null ? { origin: { peer: v.peer, volume: v.remote_volume!, syncedTo: v.synced_to! } } : {}),
     }));
+  }
+
+  attachVolume(name: string, owner: Caller, origin: { peer: string; volume: string }): VolumeInfo {
+    return this.tx(() => {
+      const v = this.createVolume(name, owner);
+      this.st.insertAttached!.run(v.id, origin.peer, origin.volume);
+      return { ...v, origin: { ...origin, syncedTo: 0 } };
+    });
+  }
+
+  applyChanges(volume: string, changes: VolumeChanges): void {
+    this.tx(() => {
+      const v = this.st.volumeByName!.get(volume) as { id: number; root: number } | undefined;
+      const attached = v && (this.st.attached!.get(v.id) as { synced_to: number } | undefined);
+      if (!v || !attached) throw new MetaError('EINVAL', `volume ${volume} is not attached from a peer`);
+      const local = (remote: Ino): Ino | undefined => (remote === changes.root ? v.root : (this.st.remoteIno!.get(v.id, remote) as Ino | undefined));
+      /** The local inode for a peer's, made (as `type`, filled in by its own record) if new. */
+      const localOrNew = (remote: Ino, type: number): Ino => {
+        const known = local(remote);
+        if (known !== undefined) return known;
+        const ino = this.newInode(v.id, type, 1, 0, 0, 0, null, null, { sec: 0, nsec: 0 });
+        this.st.mapRemote!.run(v.id, remote, ino);
+        return ino;
+      };
+      // Attributes first, so that entries find every inode of the page.
+      const mapped = changes.inodes.map((rec) => ({ rec, ino: localOrNew(rec.attr.ino, rec.attr.mode & S_IFMT) }));
+      for (const { rec, ino } of mapped) {
+        const a = rec.attr;
+        this.st.applyAttr!.run({
+          ino, mode: a.mode, nlink: a.nlink, uid: a.uid, gid: a.gid, rdev: a.rdev, size: a.size,
+          as: a.atime.sec, ans: a.atime.nsec, ms: a.mtime.sec, mns: a.mtime.nsec, cs: a.ctime.sec, cns: a.ctime.nsec, target: rec.target ?? null,
+        });
+      }
+      for (const { rec, ino } of mapped) {
+        if (rec.entries) {
+          this.st.deleteEntriesOf!.run(ino);
+          for (const e of rec.entries) {
+            const child = localOrNew(e.ino, e.type);
+            this.st.insertDentry!.run(ino, e.name, child, e.type);
+            if ((e.type & S_IFMT) === FileType.Directory) this.st.setParent!.run(ino, child);
+          }
+        }
+        if (rec.extents) {
+          this.st.dropInodeChunkRefs!.run({ ino });
+          this.st.deleteExtentsOf!.run(ino);
+          for (const e of rec.extents) {
+            const id = Buffer.from(e.chunk, 'hex');
+            // Its stored size here is 0: the chunk is the peer's until it is fetched.
+            this.st.insertChunk!.run(id, e.chunkOffset + e.length, 0);
+            this.st.unclaimChunk!.run(id);
+            this.addExtent(ino, e.offset, e.length, id, e.chunkOffset);
+          }
+        }
+        this.st.deleteXattrsOf!.run(ino);
+        for (const [name, value] of rec.xattrs ?? []) this.st.setXattr!.run(ino, name, value);
+      }
+      for (const remote of changes.removed) {
+        const ino = local(remote);
+        if (ino === undefined || ino === v.root) continue;
+        this.st.deleteEntriesTo!.run(ino);
+        this.purge(ino);
+        this.st.unmapRemote!.run(v.id, remote);
+      }
+      this.st.setSyncedTo!.run(changes.upTo, v.id);
+    });
   }
 
   removeVolume(name: string, force: boolean): void {
@@ -229,6 +307,8 @@ export class SqliteEngine {
       this.db.prepare('DELETE FROM dentries WHERE parent IN (SELECT ino FROM inodes WHERE volume = ?)').run(v.id);
       this.db.prepare('DELETE FROM inodes WHERE volume = ?').run(v.id);
       this.db.prepare('DELETE FROM volumes WHERE id = ?').run(v.id);
+      this.db.prepare('DELETE FROM attached_volumes WHERE volume = ?').run(v.id);
+      this.db.prepare('DELETE FROM remote_inodes WHERE volume = ?').run(v.id);
     });
   }
 
@@ -625,7 +705,7 @@ export class SqliteEngine {
   changesSince(volume: string, after: number, limit: number): VolumeChanges {
     // One read transaction: the page is one moment's state, whatever writers do meanwhile.
     return this.db.transaction((): VolumeChanges => {
-      const v = this.st.volumeByName!.get(volume) as { id: number } | undefined;
+      const v = this.st.volumeByName!.get(volume) as { id: number; root: number } | undefined;
       if (!v) throw new MetaError('ENOENT', `no volume ${volume}`);
       const rows = this.st.changedInodes!.all(v.id, after, limit + 1) as InodeRow[];
       let more = false;
@@ -654,7 +734,7 @@ export class SqliteEngine {
         return out;
       });
       const removed = this.st.removedInodes!.all(v.id, after, upTo) as Ino[];
-      return { upTo, more, inodes, removed };
+      return { upTo, root: v.root, more, inodes, removed };
     })();
   }
 

@@ -92,6 +92,8 @@ export class SqliteMeta implements MetaEngine {
   }
 
   createVolume: MetaEngine['createVolume'] = (...a) => this.call('createVolume', a);
+  attachVolume: MetaEngine['attachVolume'] = (...a) => this.call('attachVolume', a);
+  applyChanges: MetaEngine['applyChanges'] = (...a) => this.call('applyChanges', a);
   volumes: MetaEngine['volumes'] = (...a) => this.call('volumes', a);
   removeVolume: MetaEngine['removeVolume'] = (...a) => this.call('removeVolume', a);
   usage: MetaEngine['usage'] = (...a) => this.call('usage', a);

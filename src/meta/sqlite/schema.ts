@@ -23,6 +23,24 @@ CREATE TABLE IF NOT EXISTS removed_inodes (
 );
 `;
 
+/** Volumes attached from a peer: where each comes from, and the peer's inode numbers mapped to
+ * this store's (the peer's numbers are its own; this store's are never reused either). */
+const ATTACHED = `
+CREATE TABLE IF NOT EXISTS attached_volumes (
+  volume INTEGER PRIMARY KEY,
+  peer TEXT NOT NULL,
+  remote_volume TEXT NOT NULL,
+  -- the peer's change number this store's copy of the index is complete up to
+  synced_to INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS remote_inodes (
+  volume INTEGER NOT NULL,
+  remote INTEGER NOT NULL,
+  ino INTEGER NOT NULL,
+  PRIMARY KEY (volume, remote)
+) WITHOUT ROWID;
+`;
+
 /** The number the change being made will have: one more than the count so far (the engine counts
  * a change when it ends: engine.ts tx()). */
 const THIS_CHANGE = "(SELECT CAST(value AS INTEGER) + 1 FROM settings WHERE key = 'seq')";
@@ -152,7 +170,7 @@ CREATE TABLE IF NOT EXISTS chunk_pins (
   PRIMARY KEY (chunk, token)
 ) WITHOUT ROWID;
 
-` + REMOVED_INODES + CHANGE_NUMBERING;
+` + REMOVED_INODES + ATTACHED + CHANGE_NUMBERING;
 
 /** From version 1: the column and table the change numbers need (CHANGE_NUMBERING follows, as for
  * every database). Every inode there is counts as changed by change 1, the first a change can be
@@ -160,4 +178,4 @@ CREATE TABLE IF NOT EXISTS chunk_pins (
 export const UPGRADE_FROM_1 = `
 ALTER TABLE inodes ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
 UPDATE inodes SET changed = 1;
-` + REMOVED_INODES;
+` + REMOVED_INODES + ATTACHED;
