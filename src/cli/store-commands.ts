@@ -89,6 +89,31 @@ export function addStoreCommands(program: Command): void {
     );
 
   volume
+    .command('attach')
+    .description('make a volume a peer offers (orbit volume offers) a local volume: read-only, its file list kept here, its contents fetched when read')
+    .argument('<peer:volume>', "the peer's name or ID, ':', the volume's name there")
+    .argument('[name]', 'the local name (default: the same as on the peer)')
+    .addOption(homeOption())
+    .action((target: string, name: string | undefined, opts: HomeOptions) =>
+      withStore(opts.home, async (store) => {
+        const at = target.lastIndexOf(':');
+        if (at <= 0 || at === target.length - 1) throw new CliError(`expected PEER:VOLUME, such as laptop:photos, not ${JSON.stringify(target)}`);
+        const daemon = await connectDaemon(store.home, SOFTWARE);
+        if (!daemon) throw new CliError("no daemon runs for this store: 'orbit up' starts it (attaching needs the peer connected)");
+        try {
+          const reply = await daemon.request('attach', {
+            peer: target.slice(0, at), volume: target.slice(at + 1), ...(name ? { name } : {}), uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
+          }, undefined, { timeoutMs: 600_000 });
+          console.log(`attached ${target} as volume ${String(reply.header.name)} (${Number(reply.header.inodes)} inodes in its index); mount it with 'orbit mount --volume ${String(reply.header.name)} DIR'`);
+        } catch (err) {
+          throw new CliError(`cannot attach ${target}: ${(err as Error).message}`);
+        } finally {
+          await daemon.close();
+        }
+      }),
+    );
+
+  volume
     .command('offers')
     .description('the volumes connected peers offer this store (orbit share on their side); needs the daemon')
     .option('--json', 'print JSON')

@@ -10,6 +10,8 @@ import { componentLogger, type Logger } from '../log.js';
 import { loadOrCreateIdentity } from '../peer/identity.js';
 import type { PeerId } from '../peer/peer-id.js';
 import { Household } from '../peer/household.js';
+import { IndexSync } from '../peer/index-sync.js';
+import { findPeer, readPeers } from '../peer/peers.js';
 import { Sharing } from '../peer/sharing.js';
 import { isAlive } from '../processes.js';
 import type { Store } from '../store/store.js';
@@ -41,6 +43,7 @@ export class Daemon {
   private constructor(
     readonly store: Store,
     readonly household: Household,
+    private readonly sharing: Sharing,
     private readonly runner: JobRunner,
     private readonly control: ControlServer,
     readonly record: DaemonRecord,
@@ -53,6 +56,8 @@ export class Daemon {
     const household = new Household(store.home, identity, componentLogger('peers'), { listen: options.listen, software: SOFTWARE });
     const sharing = new Sharing(household, store, componentLogger('sharing'));
     sharing.install();
+    const indexes = new IndexSync(household, store, componentLogger('index'));
+    indexes.install();
     // The control socket first: it refuses to start a second daemon for the store.
     // The handlers are in place before the daemon they answer for is made.
     const made: { daemon?: Daemon } = {};
@@ -60,6 +65,18 @@ export class Daemon {
       status: async () => ({ header: { ...made.daemon?.record, peers: household.states() } }),
       peers: async () => ({ header: { peers: household.states() } }),
       offers: async () => ({ header: { offers: sharing.offers() } }),
+      attach: async (req) => {
+        const peer = findPeer(await readPeers(store.home), String(req.header.peer));
+        const volume = String(req.header.volume);
+        const offered = sharing.offers().find((o) => o.peer === peer.id);
+        if (!offered) throw Object.assign(new Error(`peer ${peer.name} is not connected: its offers are not known`), { code: 'EHOSTDOWN' });
+        if (!offered.volumes.some((v) => v.name === volume)) throw Object.assign(new Error(`peer ${peer.name} does not offer a volume ${volume} to this store`), { code: 'ENOENT' });
+        const name = String(req.header.name ?? volume);
+        const owner = { uid: Number(req.header.uid ?? 0), gid: Number(req.header.gid ?? 0), umask: 0o022 };
+        const attached = await indexes.attach(peer.id, volume, name, owner);
+        const usage = await store.meta.usage(name);
+        return { header: { name: attached.name, peer: peer.id, inodes: usage.inodes } };
+      },
       stop: async () => {
         setImmediate(() => void made.daemon?.stop());
         return { header: {} };
@@ -81,7 +98,7 @@ export class Daemon {
     await writeFile(recordFile(store.home), JSON.stringify(record) + '\n');
     const runner = new JobRunner(store, JOB_HANDLERS, componentLogger('jobs'));
     runner.start();
-    made.daemon = new Daemon(store, household, runner, control, record, log);
+    made.daemon = new Daemon(store, household, sharing, runner, control, record, log);
     log.info({ peer: identity.peerId, listen: record.listen ?? 'deaf' }, 'daemon up');
     return made.daemon;
   }
@@ -91,6 +108,7 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.log.info('daemon stopping');
       await this.control.close();
+      this.sharing.stop();
       await this.household.stop();
       await this.runner.stop();
       await rm(recordFile(this.store.home), { force: true });

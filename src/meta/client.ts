@@ -80,6 +80,7 @@ export class MetaClient implements MetaEngine {
 
   createVolume: MetaEngine['createVolume'] = (...a) => this.engine.createVolume(...a);
   attachVolume: MetaEngine['attachVolume'] = (...a) => this.engine.attachVolume(...a);
+  changeCount: MetaEngine['changeCount'] = () => this.engine.changeCount();
 
   /** A peer's changes change what this process has cached of the volume: all of it is forgotten. */
   async applyChanges(volume: string, changes: VolumeChanges): Promise<void> {

@@ -299,6 +299,9 @@ export interface MetaEngine {
   /** The inodes of `volume` changed after change number `after` (0: all of them) and those
    * removed since, at most about `limit` inodes a page; one change is never split over pages. */
   changesSince(volume: string, after: number, limit: number): Promise<VolumeChanges>;
+  /** How many changes the store's metadata has had: it grows with every change (a cheap way to
+   * notice that something changed). */
+  changeCount(): Promise<number>;
   /** Makes a volume attached from a peer's volume: empty until its changes are applied. */
   attachVolume(name: string, owner: Caller, origin: { peer: string; volume: string }): Promise<VolumeInfo>;
   /** Applies a page of the peer's changes (changesSince on the peer) to an attached volume, in one

@@ -5,12 +5,14 @@
 // every connected peer it concerns is told ('offers' notification) so an offer appears at once.
 // 'index' pages through a shared volume's changes (meta's changesSince) for the peer's index of
 // it; a volume not shared with the asker is EACCES, exactly as if it were private, whatever the
-// asker claims: the session's peer is the key the TLS handshake proved.
+// asker claims: the session's peer is the key the TLS handshake proved. Peers with shares are
+// told 'index.changed' when the metadata changed and then stood still for a second.
 import type { Logger } from '../log.js';
 import type { VolumeChanges } from '../meta/contract.js';
 import type { Store } from '../store/store.js';
 import type { Household } from './household.js';
 import { shortPeerId, type PeerId } from './peer-id.js';
+import { MAX_BODY_BYTES } from './frames.js';
 import type { PeersFile } from './peers.js';
 import type { PeerSession } from './session.js';
 
@@ -21,14 +23,20 @@ export interface OfferedVolume {
 
 /** Inodes of an index page, at most (the asker may ask for fewer). */
 const INDEX_PAGE_LIMIT = 5000;
+/** How often the metadata's change count is looked at: peers hear of changes once it has stood
+ * still for one look (a file being written is sent once it is stable, not at every write). */
+const WATCH_MS = 1000;
 
 /** What travels for an 'index' answer: VolumeChanges with xattr values in base64 (JSON header). */
-type WireChanges = Omit<VolumeChanges, 'inodes'> & { inodes: Array<Omit<VolumeChanges['inodes'][number], 'xattrs'> & { xattrs?: Array<[string, string]> }> };
+export type WireChanges = Omit<VolumeChanges, 'inodes'> & { inodes: Array<Omit<VolumeChanges['inodes'][number], 'xattrs'> & { xattrs?: Array<[string, string]> }> };
 
 export class Sharing {
   private shares: Record<string, PeerId[]> = {};
   /** What each connected peer offers this store, as it last said. */
   private readonly offered = new Map<PeerId, OfferedVolume[]>();
+  private watch: NodeJS.Timeout | undefined;
+  private seenCount = -1;
+  private unannounced = false;
 
   constructor(
     private readonly household: Household,
@@ -44,8 +52,12 @@ export class Sharing {
       const volume = String(req.header.volume);
       if (!this.sharedWith(volume, req.peer)) throw Object.assign(new Error(`volume ${volume} is not shared with this peer`), { code: 'EACCES' });
       const after = Number(req.header.after ?? 0);
-      const limit = Math.min(INDEX_PAGE_LIMIT, Math.max(1, Number(req.header.limit ?? INDEX_PAGE_LIMIT)));
-      return { header: toWire(await this.store.meta.changesSince(volume, after, limit)) };
+      // The page goes as JSON in the body (headers are small by design); a page too large for a
+      // body (huge directories) is asked again at half the size.
+      for (let limit = Math.min(INDEX_PAGE_LIMIT, Math.max(1, Number(req.header.limit ?? INDEX_PAGE_LIMIT))); ; limit = Math.ceil(limit / 2)) {
+        const body = Buffer.from(JSON.stringify(toWire(await this.store.meta.changesSince(volume, after, limit))));
+        if (body.length <= MAX_BODY_BYTES || limit === 1) return { header: {}, body };
+      }
     });
     h.onNotify('offers', (n) => {
       this.offered.set(n.peer, (n.header.volumes as OfferedVolume[] | undefined) ?? []);
@@ -54,6 +66,28 @@ export class Sharing {
     h.on('connected', (id, session) => void this.askOffers(id, session));
     h.on('disconnected', (id) => this.offered.delete(id));
     h.on('reloaded', (file) => this.sharesChanged(file));
+    this.watch = setInterval(() => void this.watchChanges().catch((err: unknown) => this.log.warn({ err }, 'cannot read the change count')), WATCH_MS);
+    this.watch.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.watch);
+  }
+
+  /** Tells the peers that have shares that something changed, once changes have paused. */
+  private async watchChanges(): Promise<void> {
+    const count = await this.store.meta.changeCount();
+    if (this.seenCount === -1) this.seenCount = count;
+    if (count !== this.seenCount) {
+      this.seenCount = count;
+      this.unannounced = true;
+      return;
+    }
+    if (!this.unannounced) return;
+    this.unannounced = false;
+    for (const id of this.household.connectedPeers()) {
+      if (this.offersTo(id).length > 0) this.household.session(id)?.notify('index.changed', {});
+    }
   }
 
   /** Every connected peer's offers. */
@@ -95,5 +129,12 @@ function toWire(c: VolumeChanges): WireChanges {
   return {
     ...c,
     inodes: c.inodes.map(({ xattrs, ...rest }) => (xattrs ? { ...rest, xattrs: xattrs.map(([n, v]): [string, string] => [n, v.toString('base64')]) } : rest)),
+  };
+}
+
+export function fromWire(w: WireChanges): VolumeChanges {
+  return {
+    ...w,
+    inodes: w.inodes.map(({ xattrs, ...rest }) => (xattrs ? { ...rest, xattrs: xattrs.map(([n, v]): [string, Buffer] => [n, Buffer.from(v, 'base64')]) } : rest)),
   };
 }

@@ -49,6 +49,8 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
       attrTimeout: 1,
       // The session would unmount and die of the signal; a volume must also sync: see below.
       handleSignals: false,
+      // A volume attached from a peer is the peer's to change: the kernel refuses writes (EROFS).
+      mountOptions: volume.origin ? ['ro'] : [],
     },
     componentLogger('fuse').child({ volume: opts.volume }),
   );

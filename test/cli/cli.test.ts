@@ -97,8 +97,8 @@ describe('orbit command line', () => {
       [['mount', '--home', home], "orbit mount: missing required argument 'mountpoint'"],
       [['stats', '--volume'], "orbit stats: option '--volume <name>' argument missing"],
       [['bogus'], "orbit: unknown command 'bogus'"],
-      [['volume'], "orbit volume: expects a command (create, list, remove); see 'orbit volume --help'"],
-      [[], "orbit: expects a command (init, volume, status, stats, mount, umount, fsck, gc, pool, scrub, policy, jobs, tier, id, peer, up); see 'orbit --help'"],
+      [['volume'], "orbit volume: expects a command (create, list, attach, offers, remove); see 'orbit volume --help'"],
+      [[], "orbit: expects a command (init, volume, status, stats, mount, umount, fsck, gc, pool, scrub, policy, jobs, tier, id, peer, share, unshare, up); see 'orbit --help'"],
     ];
     for (const [args, line] of cases) {
       const res = await orbit(...args);

@@ -3,6 +3,8 @@
 // that goes away is dialed again when it comes back; a peer removed is dropped and refused.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { VolumeChanges } from '../../src/meta/contract.js';
@@ -10,7 +12,7 @@ import type { PeerState } from '../../src/peer/household.js';
 import { loadIdentity } from '../../src/peer/identity.js';
 import { PeerSession } from '../../src/peer/session.js';
 import { dialPeer } from '../../src/peer/transport.js';
-import { ORBIT_BIN, orbit, orbitOk, start, tempDir, waitFor } from '../helpers.js';
+import { ORBIT_BIN, orbit, orbitOk, run, start, tempDir, waitFor } from '../helpers.js';
 
 interface Up {
   child: ChildProcess;
@@ -151,7 +153,7 @@ describe('the household: peers over mutual TLS', () => {
       await orbitOk('share', 'default', '--with', 'c', '--home', home.a);
       assert.deepEqual(await offered, [{ name: 'default' }]);
       const index = await session.request('index', { volume: 'default', after: 0 });
-      const changes = index.header as unknown as VolumeChanges;
+      const changes = JSON.parse(index.body.toString('utf8')) as VolumeChanges;
       assert.equal(changes.more, false);
       assert.ok(changes.upTo > 0);
       assert.ok(changes.inodes.some((i) => (i.attr.mode & 0o170000) === 0o040000), 'the root directory');
@@ -161,6 +163,52 @@ describe('the household: peers over mutual TLS', () => {
     }
     await orbitOk('unshare', 'default', '--with', 'b', '--home', home.a);
     await waitFor(async () => (await offersOf(home.b)).every((o) => o.volumes.length === 0), 'the offer to go');
+  });
+
+  it('attaches an offered volume: its whole tree listed at once, read-only, following the peer\'s changes', async () => {
+    const mntA = path.join(tmp.dir, 'mnt-a');
+    const mntB = path.join(tmp.dir, 'mnt-b');
+    await mkdir(mntA);
+    await mkdir(mntB);
+    await orbitOk('volume', 'create', 'photos', '--home', home.a);
+    await orbitOk('mount', '--volume', 'photos', '--background', '--home', home.a, mntA);
+    try {
+      for (let d = 0; d < 5; d++) {
+        await mkdir(path.join(mntA, `d${d}`));
+        for (let f = 0; f < 40; f++) await writeFile(path.join(mntA, `d${d}`, `f${f}`), `file ${d}/${f}\n`);
+      }
+      await writeFile(path.join(mntA, 'big'), randomBytes(3 << 20));
+      await symlink('d0/f0', path.join(mntA, 'link'));
+    } finally {
+      await orbitOk('umount', mntA);
+    }
+    const bad = await orbit('volume', 'attach', 'a:photos', '--home', home.b);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /does not offer a volume photos/);
+    await orbitOk('share', 'photos', '--with', 'b', '--home', home.a);
+    await waitFor(async () => (JSON.parse(await orbitOk('volume', 'offers', '--json', '--home', home.b)) as Array<{ volumes: Array<{ name: string }> }>)
+      .some((o) => o.volumes.some((v) => v.name === 'photos')), 'the offer');
+    const attached = await orbitOk('volume', 'attach', 'a:photos', '--home', home.b);
+    assert.match(attached, /attached a:photos as volume photos \(20[0-9] inodes/);
+    await orbitOk('mount', '--volume', 'photos', '--background', '--home', home.b, mntB);
+    try {
+      const listing = async (dir: string): Promise<string> => (await run('find', [dir, '-printf', '%P %y %s %m %l\n'])).stdout.split('\n').sort().join('\n');
+      const seenB = await listing(mntB);
+      await orbitOk('mount', '--volume', 'photos', '--background', '--home', home.a, mntA);
+      try {
+        assert.equal(seenB, await listing(mntA));
+        // A change on a reaches b's index once a's writes pause.
+        await writeFile(path.join(mntA, 'd1', 'new'), 'new file\n');
+        await waitFor(async () => (await readdir(path.join(mntB, 'd1'))).includes('new'), 'the new file to appear on b', 20_000);
+      } finally {
+        await orbitOk('umount', mntA);
+      }
+      const touch = await run('touch', [path.join(mntB, 'mine')]);
+      assert.notEqual(touch.code, 0);
+      assert.match(touch.stderr, /Read-only file system/);
+    } finally {
+      await orbitOk('umount', mntB);
+    }
   });
 
   it('drops and refuses a peer once it is removed', async () => {

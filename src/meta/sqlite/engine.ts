@@ -788,6 +788,10 @@ export class SqliteEngine {
     return this.st.seq!.get() as string;
   }
 
+  changeCount(): number {
+    return parseInt(this.seq(), 10);
+  }
+
   /** Runs `fn` in one IMMEDIATE transaction that the operations it calls join, committed when it
    * returns. They take no savepoints of their own (which cost a copy of every page they change):
    * `fn` must throw when one fails, so that all of it is rolled back. */

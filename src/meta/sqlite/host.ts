@@ -93,6 +93,7 @@ export class SqliteMeta implements MetaEngine {
 
   createVolume: MetaEngine['createVolume'] = (...a) => this.call('createVolume', a);
   attachVolume: MetaEngine['attachVolume'] = (...a) => this.call('attachVolume', a);
+  changeCount: MetaEngine['changeCount'] = () => this.call('changeCount', []);
   applyChanges: MetaEngine['applyChanges'] = (...a) => this.call('applyChanges', a);
   volumes: MetaEngine['volumes'] = (...a) => this.call('volumes', a);
   removeVolume: MetaEngine['removeVolume'] = (...a) => this.call('removeVolume', a);
