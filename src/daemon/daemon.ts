@@ -107,14 +107,26 @@ export class Daemon {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('daemon stopping');
-      await this.control.close();
-      this.sharing.stop();
-      await this.household.stop();
-      await this.runner.stop();
-      await rm(recordFile(this.store.home), { force: true });
+      // Every step is taken whatever fails before it; failures are logged, not thrown at a
+      // signal handler that cannot act on them.
+      const steps: Array<[string, () => unknown]> = [
+        ['the control socket', () => this.control.close()],
+        ['sharing', () => this.sharing.stop()],
+        ['the peers', () => this.household.stop()],
+        ['the jobs', () => this.runner.stop()],
+        ['the daemon record', () => rm(recordFile(this.store.home), { force: true })],
+      ];
+      for (const [what, step] of steps) {
+        try {
+          await step();
+        } catch (err) {
+          this.log.error({ err }, `stopping ${what} failed`);
+        }
+      }
     })().finally(() => this.markStopped());
     return this.stopping;
   }
+
 }
 
 function recordFile(home: string): string {

@@ -27,8 +27,9 @@ export class IndexSync {
 
   /** Follows peers' changes; call before the household starts. */
   install(): void {
-    this.household.on('connected', (id) => void this.syncFrom(id));
-    this.household.onNotify('index.changed', (n) => void this.syncFrom(n.peer));
+    // sync() has logged what failed; an event has nobody to tell.
+    this.household.on('connected', (id) => void this.syncFrom(id).catch(() => undefined));
+    this.household.onNotify('index.changed', (n) => void this.syncFrom(n.peer).catch(() => undefined));
   }
 
   /** Makes `name` a local volume attached from the peer's `volume`, with its whole index. */
