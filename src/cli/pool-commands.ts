@@ -10,7 +10,7 @@ import { configuredPolicy, readPoolConfig, setConfiguredPolicy, updatePoolConfig
 import { formatPolicy, parsePolicy } from '../pool/policy.js';
 import type { Pool } from '../pool/pool.js';
 import type { Job, JobKind } from '../jobs/contract.js';
-import { finished, JobStore } from '../jobs/job-store.js';
+import { JobStore } from '../jobs/job-store.js';
 import type { Store } from '../store/store.js';
 import { formatDuration, parseDuration, parseSize, policyOrDefault } from './arguments.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
@@ -207,14 +207,7 @@ export function addPoolCommands(program: Command): void {
  * process runs the store's jobs (a mounted volume); `orbit jobs pause scrub` pauses it. */
 async function scheduleScrub(store: Store, everyMs: number, rate: number | undefined): Promise<void> {
   const jobs = new JobStore(store.home);
-  for (const j of await jobs.list()) {
-    if (j.kind === 'scrub' && j.everyMs !== undefined && !finished(j)) {
-      await jobs.update(j.id, (x) => {
-        x.state = 'cancelled';
-        x.finishedAt = new Date().toISOString();
-      });
-    }
-  }
+  await jobs.cancelRepeating('scrub');
   if (everyMs === 0) return console.log('background scrubbing is off');
   const job = await jobs.add('scrub', { repair: true }, { everyMs, ...(rate ? { rate } : {}) });
   await jobs.audit('scrub-scheduled', { job: job.id, everyMs, rate: rate ?? null });

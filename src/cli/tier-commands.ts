@@ -3,8 +3,7 @@
 // listed); and tiering: hot chunks under one policy, cold ones under another (pool/tiering.ts),
 // moved lazily when read hot (store/tier-mover.ts) and by a repeating tier job (jobs/tier-walk.ts).
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { Job } from '../jobs/contract.js';
-import { finished, JobStore } from '../jobs/job-store.js';
+import { JobStore } from '../jobs/job-store.js';
 import { DEFAULT_WINDOW_MS, Heat, HEAT_CLASSES, type HeatClass, type HeatEntry } from '../pool/heat.js';
 import { readPoolConfig, setConfiguredTiering, updatePoolConfig, type Tiering } from '../pool/pool-config.js';
 import { formatPolicy, fragmentCount, parsePolicy, type Policy } from '../pool/policy.js';
@@ -154,11 +153,6 @@ function checkPlaceable(store: Store, policy: Policy): void {
   }
 }
 
-/** The repeating tier job, if on. */
-async function tierJob(jobs: JobStore): Promise<Job | undefined> {
-  return (await jobs.list()).find((j) => j.kind === 'tier' && j.everyMs !== undefined && !finished(j));
-}
-
 /** Records the tiering (undefined: off) in pool.json and in the audit log, and replaces the
  * repeating tier job: the first pass runs now. */
 async function setTiering(store: Store, tiering: Tiering | undefined, everyMs?: number, rate?: number): Promise<void> {
@@ -166,13 +160,7 @@ async function setTiering(store: Store, tiering: Tiering | undefined, everyMs?: 
   const before = (await readPoolConfig(store.home)).tiering ?? null;
   await updatePoolConfig(store.home, (config) => setConfiguredTiering(config, tiering));
   await store.chunks.refresh(true);
-  const old = await tierJob(jobs);
-  if (old) {
-    await jobs.update(old.id, (j) => {
-      j.state = 'cancelled';
-      j.finishedAt = new Date().toISOString();
-    });
-  }
+  await jobs.cancelRepeating('tier');
   const after = (await readPoolConfig(store.home)).tiering ?? null;
   await jobs.audit('tiering-set', { from: before, to: after, everyMs: everyMs ?? null, uid: process.getuid?.() ?? 0 });
   if (tiering === undefined) return;
@@ -182,7 +170,7 @@ async function setTiering(store: Store, tiering: Tiering | undefined, everyMs?: 
 
 async function showTiering(store: Store, json: boolean): Promise<void> {
   const tiering = store.chunks.tiering;
-  const job = await tierJob(new JobStore(store.home));
+  const job = await new JobStore(store.home).repeating('tier');
   if (json) {
     return printJson(tiering
       ? { hot: formatPolicy(tiering.hot), cold: formatPolicy(tiering.cold), windowMs: tiering.windowMs, everyMs: job?.everyMs ?? null, rate: job?.rate ?? null, job: job?.id ?? null }

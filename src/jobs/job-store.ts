@@ -98,6 +98,22 @@ export class JobStore {
     return path.join(this.dir, `${id}.${name}`);
   }
 
+  /** The unfinished repeating job of `kind` (the background scrubber, the tier job), if any. */
+  async repeating(kind: JobKind): Promise<Job | undefined> {
+    return (await this.list()).find((j) => j.kind === kind && j.everyMs !== undefined && !finished(j));
+  }
+
+  /** Cancels every unfinished repeating job of `kind` (one replaces it, or none: turned off). */
+  async cancelRepeating(kind: JobKind): Promise<void> {
+    for (const j of await this.list()) {
+      if (j.kind !== kind || j.everyMs === undefined || finished(j)) continue;
+      await this.update(j.id, (x) => {
+        x.state = 'cancelled';
+        x.finishedAt = new Date().toISOString();
+      });
+    }
+  }
+
   async audit(event: string, fields: Record<string, unknown>): Promise<void> {
     await mkdir(this.home, { recursive: true });
     const line: AuditEvent = { time: new Date().toISOString(), event, ...fields };

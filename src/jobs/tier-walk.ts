@@ -28,8 +28,8 @@ export const tierHandler: JobHandler = {
       // A prefix is done when the walk moves past it.
       if (prefix !== undefined && c.prefix !== prefix) ctx.checkpoint(prefix);
       prefix = c.prefix;
-      const target = await chunkPolicy(store.meta, pool, c.id, heat);
       const stored = await pool.policyOf(c.id);
+      const target = await chunkPolicy(store.meta, pool, c.id, heat, stored);
       ctx.count('chunks');
       if (stored !== undefined && !samePolicy(stored, target)) {
         const r = await pool.heal(c.id, target, true);

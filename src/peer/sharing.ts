@@ -95,12 +95,12 @@ export class Sharing {
     return [...this.offered].map(([peer, volumes]) => ({ peer, volumes }));
   }
 
-  private sharedWith(volume: string, peer: PeerId): boolean {
-    return this.shares[volume]?.includes(peer) ?? false;
+  private sharedWith(volume: string, peer: PeerId, shares = this.shares): boolean {
+    return shares[volume]?.includes(peer) ?? false;
   }
 
-  private offersTo(peer: PeerId): OfferedVolume[] {
-    return Object.keys(this.shares).filter((v) => this.sharedWith(v, peer)).sort().map((name) => ({ name }));
+  private offersTo(peer: PeerId, shares = this.shares): OfferedVolume[] {
+    return Object.keys(shares).filter((v) => this.sharedWith(v, peer, shares)).sort().map((name) => ({ name }));
   }
 
   private async askOffers(id: PeerId, session: PeerSession): Promise<void> {
@@ -117,9 +117,8 @@ export class Sharing {
     const before = this.shares;
     this.shares = structuredClone(file.shares);
     for (const id of this.household.connectedPeers()) {
-      const was = Object.keys(before).filter((v) => before[v]!.includes(id)).sort().join('\n');
       const now = this.offersTo(id);
-      if (was === now.map((v) => v.name).join('\n')) continue;
+      if (JSON.stringify(now) === JSON.stringify(this.offersTo(id, before))) continue;
       this.household.session(id)?.notify('offers', { volumes: now });
     }
   }

@@ -25,8 +25,9 @@ export async function ownPolicy(meta: MetaEngine, ino: Ino): Promise<Policy | un
 
 /** The policy a chunk must be stored under: the strongest its files ask for. Files without a
  * policy ask for the pool's default, or with tiering, for the policy of the chunk's class in
- * `heat` (without `heat`, for the one it has). */
-export async function chunkPolicy(meta: MetaEngine, pool: Pool, id: ChunkId, heat?: Heat): Promise<Policy> {
+ * `heat` (without `heat`, for the one it has). `stored`: the policy it is stored under, when the
+ * caller has looked already (tiering needs it; read from the disks otherwise). */
+export async function chunkPolicy(meta: MetaEngine, pool: Pool, id: ChunkId, heat?: Heat, stored?: Policy): Promise<Policy> {
   const asked = await meta.xattrOfFilesUsing(id, POLICY_XATTR);
   const tiering = pool.tiering;
   let unset: Policy | undefined;
@@ -34,7 +35,7 @@ export async function chunkPolicy(meta: MetaEngine, pool: Pool, id: ChunkId, hea
   for (const value of asked) {
     // A value set before values were checked (or by hand in the database) counts as none.
     const p = (value === null ? undefined : parsedOrUndefined(value)) ??
-      (unset ??= tiering ? tieredPolicy(tiering, heat?.classify(id), await pool.policyOf(id)) : pool.policy);
+      (unset ??= tiering ? tieredPolicy(tiering, heat?.classify(id), stored ?? (await pool.policyOf(id))) : pool.policy);
     target = target === undefined ? p : strongerPolicy(target, p);
   }
   return target ?? pool.policy;

@@ -55,8 +55,8 @@ export class TierMover {
         break;
       }
       try {
-        const target = await chunkPolicy(this.store.meta, pool, id, pool.heat);
         const stored = await pool.policyOf(id);
+        const target = await chunkPolicy(this.store.meta, pool, id, pool.heat, stored);
         if (stored === undefined || samePolicy(stored, target)) {
           if (this.settled.size >= SETTLED_LIMIT) this.settled.clear();
           this.settled.add(id);
