@@ -148,7 +148,9 @@ describe('policies and their re-encoding', () => {
     const mounted = await ok('mount', '--home', home, '--background', '--metrics', '127.0.0.1:0', mnt);
     const metricsUrl = /metrics at (http:\S+\/metrics)/.exec(mounted)![1]!;
     const scrape = async (): Promise<string> => (await fetch(metricsUrl)).text();
-    await ok('scrub', '--schedule', '1h', '--rate', '16M', '--home', home); // about 10 s for a round
+    // About 25 s for a round: a loaded machine takes seconds for each command below, and the round
+    // must not end between seeing it under way and pausing it.
+    await ok('scrub', '--schedule', '1h', '--rate', '6M', '--home', home);
     const scrub = async (): Promise<JobView & { notBefore?: string }> =>
       (JSON.parse(await ok('jobs', '--json', '--home', home)) as Array<JobView & { everyMs?: number }>).find((j) => j.kind === 'scrub' && j.everyMs !== undefined && j.state !== 'cancelled')!;
     await waitFor(async () => (await scrub()).progress.done > 0, 'the scrub under way', 30_000);
@@ -167,7 +169,7 @@ describe('policies and their re-encoding', () => {
     assert.match(metrics, /^orbit_pool_disk_bytes\{disk="home",path="[^"]+",kind="used"\} [1-9]\d*$/m);
     await ok('jobs', 'resume', id, '--home', home);
     // Once through, the scrubber waits for its next time; what it found is in its counts.
-    await waitFor(async () => (await scrub()).notBefore !== undefined && (await scrub()).state === 'queued', 'the scrub to finish its round', 60_000);
+    await waitFor(async () => (await scrub()).notBefore !== undefined && (await scrub()).state === 'queued', 'the scrub to finish its round', 120_000);
     const done = await scrub();
     assert.equal(done.counts.corrupt ?? 0, 0);
     assert.ok((done.counts.chunks ?? 0) > 80, `scrubbed ${done.counts.chunks} chunks`);
