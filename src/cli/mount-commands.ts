@@ -1,9 +1,13 @@
-// mount and umount. A foreground mount serves until unmounted or signalled; --background starts
-// the same command as a detached child and returns once the child reports the mount ready.
+// mount and umount. While the store's daemon runs, it serves the mount and the command returns
+// once it is ready. Otherwise a foreground mount serves until unmounted or signalled, and
+// --background starts the same command as a detached child and returns once the child reports
+// the mount ready. A volume attached from a peer needs the daemon: its content comes from peers.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
+import { connectDaemon } from '../daemon/control.js';
+import { SOFTWARE } from '../daemon/daemon.js';
 import { unmountPath } from '../fuse/mountpoint.js';
 import { serveMetrics, type MetricsServer } from '../http/metrics.js';
 import { componentLogger } from '../log.js';
@@ -33,6 +37,7 @@ async function serve(mountpoint: string, opts: MountOptions, announce: (line: st
   const store = await Store.open(opts.home);
   let mounted: MountedVolume;
   try {
+    await refuseAttachedWithoutDaemon(store, opts.volume);
     mounted = await mountVolume(store, { volume: opts.volume, mountpoint: path.resolve(mountpoint), allowOther: opts.allowOther === true });
   } catch (err) {
     await store.close();
@@ -84,6 +89,7 @@ async function mountInBackground(mountpoint: string, opts: MountOptions): Promis
   // Checked here, not only in the child: the log file's path is made of the home and the volume's name.
   const home = await withStore(opts.home, async (store) => {
     if (!(await store.meta.volumes()).some((v) => v.name === opts.volume)) throw new CliError(`no volume ${opts.volume} in the store at ${store.home}`);
+    await refuseAttachedWithoutDaemon(store, opts.volume);
     return store.home;
   });
   const logPath = path.join(home, 'run', `${opts.volume}.log`);
@@ -109,6 +115,27 @@ async function mountInBackground(mountpoint: string, opts: MountOptions): Promis
   console.log(`${report.line} (in the background: process ${child.pid}, log ${logPath})`);
 }
 
+/** Asks the store's daemon to serve the mount; false when no daemon runs. */
+async function mountThroughDaemon(mountpoint: string, opts: MountOptions): Promise<boolean> {
+  const daemon = await connectDaemon(opts.home, SOFTWARE);
+  if (!daemon) return false;
+  try {
+    if (opts.metrics) throw new CliError('--metrics is for a mount served by its own process; the daemon serves the store\'s metrics');
+    const reply = await daemon.request('mount', { volume: opts.volume, mountpoint: path.resolve(mountpoint), allowOther: opts.allowOther === true });
+    console.log(`volume ${opts.volume} mounted at ${String(reply.header.mountpoint)} (served by the daemon); 'orbit umount ${String(reply.header.mountpoint)}' unmounts`);
+    return true;
+  } finally {
+    await daemon.close();
+  }
+}
+
+/** A volume attached from a peer is served by the daemon only. */
+async function refuseAttachedWithoutDaemon(store: Store, volume: string): Promise<void> {
+  if ((await store.meta.volumes()).find((v) => v.name === volume)?.origin) {
+    throw new CliError(`volume ${volume} is attached from a peer: its content comes through the daemon; start it with 'orbit up' first`);
+  }
+}
+
 export function addMountCommands(program: Command): void {
   program
     .command('mount')
@@ -121,8 +148,9 @@ export function addMountCommands(program: Command): void {
     .addOption(new Option(CHILD_FLAG).hideHelp())
     .addOption(homeOption())
     .action(async (mountpoint: string, opts: MountOptions) => {
-      if (opts.backgroundChild) await serveForParent(mountpoint, opts);
-      else if (opts.background) await mountInBackground(mountpoint, opts);
+      if (opts.backgroundChild) return serveForParent(mountpoint, opts);
+      if (await mountThroughDaemon(mountpoint, opts)) return;
+      if (opts.background) await mountInBackground(mountpoint, opts);
       else await serve(mountpoint, opts, async (line, at) => console.log(`${line}; Ctrl-C or 'orbit umount ${at}' unmounts`));
     });
 

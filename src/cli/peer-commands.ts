@@ -3,12 +3,12 @@
 // daemon re-reads within a second; `peer list` asks the daemon for live state when one runs.
 import { InvalidArgumentError, type Command } from 'commander';
 import { connectDaemon } from '../daemon/control.js';
-import { Daemon, formatAddress, SOFTWARE } from '../daemon/daemon.js';
+import { Daemon, DEFAULT_CACHE_BYTES, DEFAULT_FETCH_TIMEOUT_MS, formatAddress, SOFTWARE } from '../daemon/daemon.js';
 import { readSavedStates, type PeerState } from '../peer/household.js';
 import { loadOrCreateIdentity } from '../peer/identity.js';
 import { parsePeerId, PeerIdError, shortPeerId, type PeerId } from '../peer/peer-id.js';
 import { findPeer, parseAddress, PeersError, readPeers, updatePeers } from '../peer/peers.js';
-import { parseListen } from './arguments.js';
+import { formatDuration, parseDuration, parseListen, parseSize } from './arguments.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
 import { CliError, formatBytes, printJson, printTable } from './output.js';
 import { Store } from '../store/store.js';
@@ -129,11 +129,12 @@ export function addPeerCommands(program: Command): void {
         if (peers.length === 0) return console.log("no peers: add one with 'orbit peer add ID'");
         const now = Date.now();
         printTable([
-          ['NAME', 'ID', 'ADDRESS', 'STATE', 'LAST SEEN', 'IN', 'OUT'],
+          ['NAME', 'ID', 'ADDRESS', 'STATE', 'LAST SEEN', 'IN', 'OUT', 'CHUNKS FETCHED'],
           ...peers.map((p) => [
             p.name, p.id, p.address ?? '(deaf)',
             p.connected ? `connected (${p.direction === 'out' ? 'dialed' : 'dialed in'})` : live ? 'not connected' : 'no daemon',
             p.connected ? 'now' : ago(p.lastSeen, now), formatBytes(p.bytesIn), formatBytes(p.bytesOut),
+            p.chunksFetched === undefined ? '-' : `${p.chunksFetched}${p.corruptChunks ? ` (${p.corruptChunks} corrupt: tried last)` : ''}`,
           ]),
         ]);
       }),
@@ -200,12 +201,14 @@ export function addPeerCommands(program: Command): void {
     .command('up')
     .description('run the daemon: keep the peers connected and serve them, run jobs, answer commands (until SIGINT/SIGTERM)')
     .option('--listen <host:port>', 'listen for peers there (0.0.0.0:7717, say); without it the store is "deaf": it only dials out', parseListen)
+    .option('--cache-size <size>', `the bound of the cache of chunks fetched from peers (default ${formatBytes(DEFAULT_CACHE_BYTES)})`, parseSize)
+    .option('--fetch-timeout <duration>', `how long a read waits for a chunk from peers before it fails with EIO (default ${formatDuration(DEFAULT_FETCH_TIMEOUT_MS)})`, parseDuration)
     .addOption(homeOption())
-    .action(async (opts: HomeOptions & { listen?: { host: string; port: number } }) => {
+    .action(async (opts: HomeOptions & { listen?: { host: string; port: number }; cacheSize?: number; fetchTimeout?: number }) => {
       const store = await Store.open(opts.home);
       let daemon: Daemon;
       try {
-        daemon = await Daemon.start(store, { listen: opts.listen });
+        daemon = await Daemon.start(store, { listen: opts.listen, cacheBytes: opts.cacheSize, fetchTimeoutMs: opts.fetchTimeout });
       } catch (err) {
         await store.close();
         throw err;

@@ -1,12 +1,15 @@
 // The daemon: the one long-running process of a store (`orbit up`). It holds the store open,
-// keeps the household connected (peer/household.ts), runs the store's jobs, and answers commands
-// on its control socket (control.ts). <home>/run/daemon.json says which process it is and where
-// it listens.
+// keeps the household connected (peer/household.ts), serves the store's mounts (`orbit mount`
+// asks it to while it runs; a volume attached from a peer is mounted only here, where its chunks
+// can be fetched), runs the store's jobs, and answers commands on its control socket
+// (control.ts). <home>/run/daemon.json says which process it is and where it listens.
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { JOB_HANDLERS } from '../jobs/handlers.js';
-import { JobRunner } from '../jobs/runner.js';
 import { componentLogger, type Logger } from '../log.js';
+import { ChunkFetcher } from '../peer/chunk-fetcher.js';
+import { RemoteChunks } from '../peer/remote-chunks.js';
+import { RemoteCache } from '../pool/remote-cache.js';
+import { mountVolume, startStoreServices, type MountedVolume, type StoreServices } from '../vfs/mount.js';
 import { loadOrCreateIdentity } from '../peer/identity.js';
 import type { PeerId } from '../peer/peer-id.js';
 import { Household } from '../peer/household.js';
@@ -30,6 +33,20 @@ export interface DaemonRecord {
 
 export interface DaemonOptions {
   listen?: { host: string; port: number };
+  /** The bound of the cache of chunks fetched from peers (default DEFAULT_CACHE_BYTES). */
+  cacheBytes?: number;
+  /** How long a read may wait for a chunk from peers before it fails with EIO (default DEFAULT_FETCH_TIMEOUT_MS). */
+  fetchTimeoutMs?: number;
+}
+
+export const DEFAULT_CACHE_BYTES = 4 * 1024 ** 3;
+export const DEFAULT_FETCH_TIMEOUT_MS = 30_000;
+
+/** What `orbit mount` asks of the daemon. */
+export interface MountRequest {
+  volume: string;
+  mountpoint: string;
+  allowOther?: boolean;
 }
 
 export class Daemon {
@@ -40,11 +57,16 @@ export class Daemon {
     this.markStopped = resolve;
   });
 
+  /** The volumes this daemon has mounted, by volume name. */
+  private readonly mounts = new Map<string, MountedVolume>();
+
   private constructor(
     readonly store: Store,
     readonly household: Household,
     private readonly sharing: Sharing,
-    private readonly runner: JobRunner,
+    private readonly services: StoreServices,
+    readonly cache: RemoteCache,
+    readonly fetcher: ChunkFetcher,
     private readonly control: ControlServer,
     readonly record: DaemonRecord,
     private readonly log: Logger,
@@ -54,16 +76,29 @@ export class Daemon {
     const log = componentLogger('daemon');
     const identity = await loadOrCreateIdentity(store.home);
     const household = new Household(store.home, identity, componentLogger('peers'), { listen: options.listen, software: SOFTWARE });
-    const sharing = new Sharing(household, store, componentLogger('sharing'));
+    const cache = await RemoteCache.open({ dir: path.join(store.home, 'cache'), maxBytes: options.cacheBytes ?? DEFAULT_CACHE_BYTES, log: componentLogger('cache') });
+    const fetcher = new ChunkFetcher(household, store.codec, cache, componentLogger('fetch'), { timeoutMs: options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS });
+    const sharing = new Sharing(household, store, componentLogger('sharing'), cache);
     sharing.install();
-    const indexes = new IndexSync(household, store, componentLogger('index'));
+    const made: { daemon?: Daemon } = {};
+    const indexes = new IndexSync(household, store, componentLogger('index'), (volume, inos) => {
+      const mounted = made.daemon?.mounts.get(volume);
+      if (mounted) void mounted.invalidate(inos);
+    });
     indexes.install();
     // The control socket first: it refuses to start a second daemon for the store.
     // The handlers are in place before the daemon they answer for is made.
-    const made: { daemon?: Daemon } = {};
     const control = await serveControl(store.home, {
       status: async () => ({ header: { ...made.daemon?.record, peers: household.states() } }),
-      peers: async () => ({ header: { peers: household.states() } }),
+      peers: async () => {
+        // With what each peer served this store: chunks fetched, and those that failed their check.
+        const sources = fetcher.sourceStats();
+        const peers = household.states().map((p) => {
+          const s = sources.get(p.id);
+          return s ? { ...p, chunksFetched: s.chunks, corruptChunks: s.corrupt } : p;
+        });
+        return { header: { peers } };
+      },
       offers: async () => ({ header: { offers: sharing.offers() } }),
       attach: async (req) => {
         const peer = findPeer(await readPeers(store.home), String(req.header.peer));
@@ -77,6 +112,11 @@ export class Daemon {
         const usage = await store.meta.usage(name);
         return { header: { name: attached.name, peer: peer.id, inodes: usage.inodes } };
       },
+      mount: async (req) => {
+        if (!made.daemon) throw Object.assign(new Error('the daemon is starting: try again'), { code: 'EAGAIN' });
+        const mounted = await made.daemon.mount(req.header as unknown as MountRequest);
+        return { header: { mountpoint: mounted.mountpoint } };
+      },
       stop: async () => {
         setImmediate(() => void made.daemon?.stop());
         return { header: {} };
@@ -86,6 +126,7 @@ export class Daemon {
       await household.start();
     } catch (err) {
       await control.close();
+      await cache.close();
       throw err;
     }
     const address = household.address;
@@ -96,9 +137,8 @@ export class Daemon {
       since: new Date().toISOString(),
     };
     await writeFile(recordFile(store.home), JSON.stringify(record) + '\n');
-    const runner = new JobRunner(store, JOB_HANDLERS, componentLogger('jobs'));
-    runner.start();
-    made.daemon = new Daemon(store, household, sharing, runner, control, record, log);
+    const services = startStoreServices(store);
+    made.daemon = new Daemon(store, household, sharing, services, cache, fetcher, control, record, log);
     log.info({ peer: identity.peerId, listen: record.listen ?? 'deaf' }, 'daemon up');
     return made.daemon;
   }
@@ -111,9 +151,11 @@ export class Daemon {
       // signal handler that cannot act on them.
       const steps: Array<[string, () => unknown]> = [
         ['the control socket', () => this.control.close()],
+        ['the mounts', () => this.unmountAll()],
         ['sharing', () => this.sharing.stop()],
         ['the peers', () => this.household.stop()],
-        ['the jobs', () => this.runner.stop()],
+        ['the jobs', () => this.services.close()],
+        ['the cache', () => this.cache.close()],
         ['the daemon record', () => rm(recordFile(this.store.home), { force: true })],
       ];
       for (const [what, step] of steps) {
@@ -125,6 +167,35 @@ export class Daemon {
       }
     })().finally(() => this.markStopped());
     return this.stopping;
+  }
+
+  /** Mounts a volume of the store, served by this process until it is unmounted. */
+  async mount(req: MountRequest): Promise<MountedVolume> {
+    const volume = (await this.store.meta.volumes()).find((v) => v.name === req.volume);
+    const origin = volume?.origin;
+    const source = origin
+      ? new RemoteChunks(this.store.chunks, this.store.codec, this.cache, this.fetcher, () => this.sharing.sourcesFor(origin), componentLogger('fetch').child({ volume: req.volume }))
+      : undefined;
+    const mounted = await mountVolume(this.store, {
+      volume: req.volume,
+      mountpoint: path.resolve(req.mountpoint),
+      allowOther: req.allowOther === true,
+      services: this.services,
+      ...(source ? { source } : {}),
+    });
+    this.mounts.set(req.volume, mounted);
+    void mounted.closed.finally(() => {
+      if (this.mounts.get(req.volume) === mounted) this.mounts.delete(req.volume);
+    });
+    this.log.info({ volume: req.volume, mountpoint: mounted.mountpoint }, 'volume mounted');
+    return mounted;
+  }
+
+  private async unmountAll(): Promise<void> {
+    await Promise.all([...this.mounts.values()].map(async (m) => {
+      // Files still open: detach now; the kernel finishes when they close.
+      await m.unmount().catch(() => m.unmount({ lazy: true }));
+    }));
   }
 
 }

@@ -83,10 +83,13 @@ export class MetaClient implements MetaEngine {
   changeCount: MetaEngine['changeCount'] = () => this.engine.changeCount();
 
   /** A peer's changes change what this process has cached of the volume: all of it is forgotten. */
-  async applyChanges(volume: string, changes: VolumeChanges): Promise<void> {
-    await this.engine.applyChanges(volume, changes);
+  async applyChanges(volume: string, changes: VolumeChanges): Promise<Ino[]> {
+    const touched = await this.engine.applyChanges(volume, changes);
     this.forgetAll();
+    return touched;
   }
+  volumeHoldsChunk: MetaEngine['volumeHoldsChunk'] = (...a) => this.engine.volumeHoldsChunk(...a);
+  setStoredSize: MetaEngine['setStoredSize'] = (...a) => this.engine.setStoredSize(...a);
   volumes: MetaEngine['volumes'] = () => this.engine.volumes();
   usage: MetaEngine['usage'] = (...a) => this.engine.usage(...a);
 

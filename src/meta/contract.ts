@@ -305,8 +305,14 @@ export interface MetaEngine {
   /** Makes a volume attached from a peer's volume: empty until its changes are applied. */
   attachVolume(name: string, owner: Caller, origin: { peer: string; volume: string }): Promise<VolumeInfo>;
   /** Applies a page of the peer's changes (changesSince on the peer) to an attached volume, in one
-   * transaction, and records that the index is complete up to the page's upTo. */
-  applyChanges(volume: string, changes: VolumeChanges): Promise<void>;
+   * transaction, and records that the index is complete up to the page's upTo.
+   * Returns this store's inodes it changed or removed (whose kernel caches are stale now). */
+  applyChanges(volume: string, changes: VolumeChanges): Promise<Ino[]>;
+  /** Whether a file of `volume` has content in chunk `id` (a peer may ask only for those). */
+  volumeHoldsChunk(volume: string, id: ChunkId): Promise<boolean>;
+  /** Records how many bytes the pool holds of chunks (0: not held here, only a peer's), as a
+   * chunk of an attached volume is stored or let go. */
+  setStoredSize(chunks: Array<{ id: ChunkId; storedSize: number }>): Promise<void>;
   getxattr(ino: Ino, name: string): Promise<Buffer>;
   listxattr(ino: Ino): Promise<string[]>;
   /** flags: XATTR_CREATE (1), XATTR_REPLACE (2). */

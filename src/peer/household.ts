@@ -42,6 +42,10 @@ export interface PeerState {
   bytesOut: number;
   /** Why the last dial failed, while not connected. */
   lastError?: string;
+  /** Chunks this store fetched from it (this run of the daemon), and of them those that failed
+   * their check (the daemon adds these). */
+  chunksFetched?: number;
+  corruptChunks?: number;
 }
 
 interface Link {

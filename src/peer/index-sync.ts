@@ -5,7 +5,7 @@
 // pages of changes after the number its copy is complete up to, applying each in one
 // transaction. Disconnected, the last copy serves as it is.
 import type { Logger } from '../log.js';
-import type { Caller, VolumeInfo } from '../meta/contract.js';
+import type { Caller, Ino, VolumeInfo } from '../meta/contract.js';
 import type { Store } from '../store/store.js';
 import type { Household } from './household.js';
 import { shortPeerId, type PeerId } from './peer-id.js';
@@ -23,6 +23,8 @@ export class IndexSync {
     private readonly household: Household,
     private readonly store: Store,
     private readonly log: Logger,
+    /** Told the inodes of a volume each page changed or removed (a mount drops the kernel's caches of them). */
+    private readonly onApplied: (volume: string, inos: Ino[]) => void = () => undefined,
   ) {}
 
   /** Follows peers' changes; call before the household starts. */
@@ -81,7 +83,8 @@ export class IndexSync {
     for (;;) {
       const reply = await session.request('index', { volume: v.origin.volume, after, limit: PAGE });
       const page = fromWire(JSON.parse(reply.body.toString('utf8')) as WireChanges);
-      await this.store.meta.applyChanges(name, page);
+      const touched = await this.store.meta.applyChanges(name, page);
+      if (touched.length > 0) this.onApplied(name, touched);
       applied += page.inodes.length + page.removed.length;
       after = page.upTo;
       if (!page.more) break;

@@ -7,7 +7,16 @@
 // it; a volume not shared with the asker is EACCES, exactly as if it were private, whatever the
 // asker claims: the session's peer is the key the TLS handshake proved. Peers with shares are
 // told 'index.changed' when the metadata changed and then stood still for a second.
+//
+// 'chunk' serves a chunk's stored bytes (as the pool or the cache of fetched chunks holds them:
+// the asker checks them against the chunk's name) under the same rule: the asker names a volume
+// shared with it, and a file of that volume has content in the chunk. A volume attached from a
+// peer can be shared on (an offer says where it comes from): then this store serves what it holds
+// of it, and the askers take it as one more source of the origin's chunks.
 import type { Logger } from '../log.js';
+import { ChunkNotFoundError, isChunkId } from '../pool/contract.js';
+import type { RemoteCache } from '../pool/remote-cache.js';
+import type { FetchSource } from './chunk-fetcher.js';
 import type { VolumeChanges } from '../meta/contract.js';
 import type { Store } from '../store/store.js';
 import type { Household } from './household.js';
@@ -16,9 +25,11 @@ import { MAX_BODY_BYTES } from './frames.js';
 import type { PeersFile } from './peers.js';
 import type { PeerSession } from './session.js';
 
-/** A volume as it is offered: its name on the offering store. */
+/** A volume as it is offered: its name on the offering store, and where it comes from when the
+ * offering store attached it from a peer. */
 export interface OfferedVolume {
   name: string;
+  origin?: { peer: PeerId; volume: string };
 }
 
 /** Inodes of an index page, at most (the asker may ask for fewer). */
@@ -42,12 +53,25 @@ export class Sharing {
     private readonly household: Household,
     private readonly store: Store,
     private readonly log: Logger,
+    /** Chunks fetched for attached volumes: served too, when such a volume is shared on. */
+    private readonly cache?: RemoteCache,
   ) {}
 
   /** Registers the handlers; call before the household starts. */
   install(): void {
     const h = this.household;
-    h.handle('offers', async (req) => ({ header: { volumes: this.offersTo(req.peer) } }));
+    h.handle('offers', async (req) => ({ header: { volumes: await this.described(this.offersTo(req.peer)) } }));
+    h.handle('chunk', async (req) => {
+      const volume = String(req.header.volume);
+      const id = String(req.header.id);
+      if (!isChunkId(id)) throw Object.assign(new Error('not a chunk id'), { code: 'EINVAL' });
+      // One answer for "not shared" and "not in it": the asker learns nothing of other volumes.
+      if (!this.sharedWith(volume, req.peer) || !(await this.store.meta.volumeHoldsChunk(volume, id))) {
+        throw Object.assign(new Error(`no chunk ${id} in a volume ${volume} shared with this peer`), { code: 'EACCES' });
+      }
+      const body = await this.storedChunk(id);
+      return body ? { header: {}, body } : { header: { absent: true } };
+    });
     h.handle('index', async (req) => {
       const volume = String(req.header.volume);
       if (!this.sharedWith(volume, req.peer)) throw Object.assign(new Error(`volume ${volume} is not shared with this peer`), { code: 'EACCES' });
@@ -90,12 +114,44 @@ export class Sharing {
     }
   }
 
+  /** Where the chunks of a volume attached from `origin` can come from: the origin, and every
+   * connected peer that offers the same volume (shared on). */
+  sourcesFor(origin: { peer: PeerId; volume: string }): FetchSource[] {
+    const sources: FetchSource[] = [{ peer: origin.peer, volume: origin.volume }];
+    for (const [peer, volumes] of this.offered) {
+      if (peer === origin.peer) continue;
+      const same = volumes.find((v) => v.origin?.peer === origin.peer && v.origin.volume === origin.volume);
+      if (same) sources.push({ peer, volume: same.name });
+    }
+    return sources;
+  }
+
+  /** A chunk's stored bytes as this store holds them: in the pool, or fetched into the cache. */
+  private async storedChunk(id: string): Promise<Buffer | undefined> {
+    try {
+      return await this.store.chunks.get(id);
+    } catch (err) {
+      if (!(err instanceof ChunkNotFoundError)) throw err;
+    }
+    return this.cache?.get(id);
+  }
+
+  /** Offers with where each volume comes from. */
+  private async described(offers: OfferedVolume[]): Promise<OfferedVolume[]> {
+    if (offers.length === 0) return offers;
+    const volumes = new Map((await this.store.meta.volumes()).map((v) => [v.name, v]));
+    return offers.map((o) => {
+      const origin = volumes.get(o.name)?.origin;
+      return origin ? { name: o.name, origin: { peer: origin.peer, volume: origin.volume } } : o;
+    });
+  }
+
   /** Every connected peer's offers. */
   offers(): Array<{ peer: PeerId; volumes: OfferedVolume[] }> {
     return [...this.offered].map(([peer, volumes]) => ({ peer, volumes }));
   }
 
-  private sharedWith(volume: string, peer: PeerId, shares = this.shares): boolean {
+  sharedWith(volume: string, peer: PeerId, shares = this.shares): boolean {
     return shares[volume]?.includes(peer) ?? false;
   }
 
@@ -119,7 +175,10 @@ export class Sharing {
     for (const id of this.household.connectedPeers()) {
       const now = this.offersTo(id);
       if (JSON.stringify(now) === JSON.stringify(this.offersTo(id, before))) continue;
-      this.household.session(id)?.notify('offers', { volumes: now });
+      void this.described(now).then(
+        (volumes) => this.household.session(id)?.notify('offers', { volumes }),
+        (err: unknown) => this.log.warn({ err }, 'cannot tell a peer what it is offered'),
+      );
     }
   }
 }

@@ -1,7 +1,7 @@
-// Decoded chunks by id: loaded from the pool and decoded on the codec workers once, kept in a
-// bounded least-recently-used cache, with concurrent loads of one chunk sharing one promise.
-import type { CodecPool } from '../content/codec-pool.js';
-import type { ChunkId, ChunkStore } from '../pool/contract.js';
+// Decoded chunks by id: loaded from the volume's chunk source once, kept in a bounded
+// least-recently-used cache, with concurrent loads of one chunk sharing one promise.
+import type { ChunkSource } from '../content/chunk-source.js';
+import type { ChunkId } from '../pool/contract.js';
 
 export class ChunkCache {
   private readonly cached = new Map<ChunkId, Buffer>(); // Map order is recency: oldest first
@@ -9,8 +9,7 @@ export class ChunkCache {
   private bytes = 0;
 
   constructor(
-    private readonly chunks: ChunkStore,
-    private readonly codec: CodecPool,
+    private readonly source: ChunkSource,
     private readonly maxBytes = 128 * 1024 * 1024,
   ) {}
 
@@ -22,19 +21,29 @@ export class ChunkCache {
       this.cached.set(id, hit);
       return Promise.resolve(hit);
     }
-    let pending = this.loading.get(id);
-    if (!pending) {
-      pending = this.load(id);
-      this.loading.set(id, pending);
-      const done = (): void => void this.loading.delete(id);
-      pending.then(done, done);
+    const pending = this.loading.get(id);
+    if (pending) {
+      // It may be a prefetch still queued behind others: a reader waits for it now.
+      this.source.hurry?.(id);
+      return pending;
     }
-    return pending;
+    return this.load(id, 'read');
   }
 
   /** Starts loading a chunk that will probably be read soon; failures surface when it is read. */
   prefetch(id: ChunkId): void {
-    if (!this.cached.has(id) && !this.loading.has(id)) this.get(id).catch(() => undefined);
+    if (!this.cached.has(id) && !this.loading.has(id)) this.load(id, 'prefetch').catch(() => undefined);
+  }
+
+  private load(id: ChunkId, urgency: 'read' | 'prefetch'): Promise<Buffer> {
+    const pending = this.source.plain(id, urgency).then((plain) => {
+      this.keep(id, plain);
+      return plain;
+    });
+    this.loading.set(id, pending);
+    const done = (): void => void this.loading.delete(id);
+    pending.then(done, done);
+    return pending;
   }
 
   private keep(id: ChunkId, plain: Buffer): void {
@@ -42,12 +51,6 @@ export class ChunkCache {
     this.cached.set(id, plain);
     this.bytes += plain.length;
     this.evict();
-  }
-
-  private async load(id: ChunkId): Promise<Buffer> {
-    const plain = await this.codec.decode(id, await this.chunks.get(id));
-    this.keep(id, plain);
-    return plain;
   }
 
   private evict(): void {

@@ -1,6 +1,10 @@
 // Mounting a volume of a store: the FUSE session for it, its entry in the store's registry of
-// mounts, and an orderly end: on unmount or SIGINT/SIGTERM, the session ends, the store is synced
-// and the entry removed, and the process then ends as a process with nothing left to do.
+// mounts, and an orderly end: on unmount (or SIGINT/SIGTERM, when the mount is the process's
+// only work), the session ends, the store is synced and the entry removed.
+//
+// A process that serves mounts also runs the store's background services (StoreServices): the
+// job runner, the heat of chunks read, the tier mover. `orbit mount` starts them for its one
+// mount; the daemon starts them once for all the mounts it serves.
 import { FuseSession } from '../fuse/session.js';
 import { JOB_HANDLERS } from '../jobs/handlers.js';
 import { JobRunner } from '../jobs/runner.js';
@@ -8,6 +12,8 @@ import { componentLogger } from '../log.js';
 import { Heat } from '../pool/heat.js';
 import { StoreError, type Store } from '../store/store.js';
 import { TierMover } from '../store/tier-mover.js';
+import type { ChunkSource } from '../content/chunk-source.js';
+import type { Ino } from '../meta/contract.js';
 import { VolumeFs } from './volume-fs.js';
 
 /** How often the heat of chunks read is saved (a crash loses at most this much of it). */
@@ -18,13 +24,53 @@ export interface VolumeMountOptions {
   mountpoint: string;
   allowOther?: boolean;
   debug?: boolean;
+  /** The store's services when the process runs them for more than this mount (the daemon);
+   * else the mount starts its own, stops them when it ends, and unmounts on SIGINT/SIGTERM. */
+  services?: StoreServices;
+  /** Where the volume's content comes from (default: the pool). */
+  source?: ChunkSource;
 }
 
 export interface MountedVolume {
   readonly mountpoint: string;
+  readonly volume: string;
   /** Settles once the volume is unmounted (by us, by umount, or on a signal) and synced. */
   readonly closed: Promise<void>;
   unmount(opts?: { lazy?: boolean }): Promise<void>;
+  /** Drops what the kernel caches of these inodes (attributes, pages): they changed under it. */
+  invalidate(inos: readonly Ino[]): Promise<void>;
+}
+
+/** What runs beside the mounts of a store in the process serving them. */
+export interface StoreServices {
+  readonly runner: JobRunner;
+  close(): Promise<void>;
+}
+
+/** Starts the store's job runner, the heat of reads and the tier mover in this process. */
+export function startStoreServices(store: Store): StoreServices {
+  // Jobs of the store (changes of policy, scrubs) run here: one process of the store at a time
+  // runs them, and another takes over when it goes.
+  const runner = new JobRunner(store, JOB_HANDLERS, componentLogger('jobs'));
+  runner.start();
+  // Reads count towards chunks' heat (orbit tier list).
+  const heat = store.chunks.heat ?? Heat.open(store.home, { windowMs: store.chunks.heatWindowMs, log: componentLogger('heat') });
+  const ownHeat = !store.chunks.heat;
+  if (ownHeat) {
+    store.chunks.heat = heat;
+    heat.startSaving(HEAT_SAVE_MS);
+  }
+  // With tiering on, chunks read while hot move to its hot policy (while this runs the jobs).
+  const mover = new TierMover(store, () => runner.holding, componentLogger('tiering'));
+  mover.attach();
+  return {
+    runner,
+    async close() {
+      await mover.close();
+      await runner.stop();
+      if (ownHeat) await heat.close().catch((err: unknown) => componentLogger('heat').warn({ err }, 'cannot save the heat of chunks'));
+    },
+  };
 }
 
 export async function mountVolume(store: Store, opts: VolumeMountOptions): Promise<MountedVolume> {
@@ -35,7 +81,7 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
   // Nobody else serves the volume now: holds left by a crashed process can go.
   const recovered = await store.meta.recoverVolume(opts.volume);
   if (recovered > 0) log.info({ inodes: recovered }, 'removed files unlinked while open before a crash');
-  const fs = new VolumeFs(store, opts.volume, volume.root, log);
+  const fs = new VolumeFs(store, opts.volume, volume.root, log, opts.source);
   const session = new FuseSession(
     fs,
     {
@@ -60,32 +106,20 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
     await store.releaseMount(opts.volume);
     throw err;
   }
-  // Jobs of the store (changes of policy, scrubs) run here while it is mounted: one process of
-  // the store at a time runs them, and another takes over when it goes.
-  const runner = new JobRunner(store, JOB_HANDLERS, componentLogger('jobs'));
-  runner.start();
-  // Reads of this volume count towards chunks' heat (orbit tier list).
-  const heat = store.chunks.heat ?? Heat.open(store.home, { windowMs: store.chunks.heatWindowMs, log: componentLogger('heat') });
-  if (!store.chunks.heat) {
-    store.chunks.heat = heat;
-    heat.startSaving(HEAT_SAVE_MS);
-  }
-  // With tiering on, chunks read while hot move to its hot policy (while this runs the jobs).
-  const mover = new TierMover(store, () => runner.holding, componentLogger('tiering'));
-  mover.attach();
+  const ownServices = opts.services ? undefined : startStoreServices(store);
   const onSignal = (): void => {
     log.info('signal: unmounting');
     session.unmount().catch(() => session.unmount({ lazy: true })).catch((err: unknown) => log.error({ err }, 'cannot unmount'));
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  if (ownServices) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
   const closed = session.closed.then(async () => {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     try {
-      await mover.close();
-      await runner.stop();
-      await heat.close().catch((err: unknown) => log.warn({ err }, 'cannot save the heat of chunks'));
+      await ownServices?.close();
       await store.sync();
     } catch (err) {
       // A full disk, say: what was synced before stands, and the next mount recovers the rest.
@@ -96,7 +130,14 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
   });
   return {
     mountpoint: session.mountpoint ?? opts.mountpoint,
+    volume: opts.volume,
     closed,
+    invalidate: async (inos) => {
+      for (const ino of inos) {
+        // An inode the kernel never looked up is nothing to drop (ENOENT): not an error.
+        await session.notifyInvalInode(fs.toFuse(ino)).catch(() => undefined);
+      }
+    },
     unmount: async (o = {}) => {
       await session.unmount(o);
       if (!o.lazy) await closed;

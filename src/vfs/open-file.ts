@@ -16,6 +16,7 @@ import type { ChunkStore } from '../pool/contract.js';
 import { finishStaleClaims, STALE_CLAIM_MS } from '../store/gc.js';
 import { ownPolicy } from '../store/policies.js';
 import type { ChunkCache } from './chunk-cache.js';
+import { ReadPattern, type ByteRange } from './read-pattern.js';
 
 const MiB = 1024 * 1024;
 const ZEROS = Buffer.alloc(4 * MiB);
@@ -25,8 +26,6 @@ const EXTENT_WINDOW = 64 * MiB;
 export const DIRTY_LIMIT = 32 * MiB;
 const DIRTY_RANGE_LIMIT = 4096;
 const FORCE_CUT_AFTER = 8 * MiB;
-/** Chunks fetched ahead of a reader. */
-const PREFETCH_CHUNKS = 3;
 /** Chunks stored at once during a commit. */
 const CHUNKS_IN_FLIGHT = 4;
 /** Bytes gathered for the chunkers at a time: a shared batch holds them and the bytes left after
@@ -70,8 +69,8 @@ export class OpenFile {
   /** The size as the running commit sees it: committed bytes and the ranges being committed.
    * Writes that arrive meanwhile are the next commit's: this one neither reads nor re-chunks them. */
   private horizon = 0;
-  /** Where the last read ended: a read starting there is sequential. */
-  private readEnd = -1;
+  /** How this file is being read: what to fetch ahead of its reader. */
+  private readonly pattern = new ReadPattern();
   private commits: Promise<void> = Promise.resolve();
 
   constructor(
@@ -110,14 +109,23 @@ export class OpenFile {
       parts = [Buffer.allocUnsafe(end - offset)];
       await this.readInto(offset, end, parts[0]!, 0);
     }
-    // A sequential reader wants the next chunks next: fetch them while this reply goes out, so
-    // that decoding (on the codec workers) keeps ahead of it. Random readers get no prefetch.
-    if (offset === this.readEnd || offset === 0) {
-      const ahead = this.extentCache?.extents.filter((e) => e.offset >= end).slice(0, PREFETCH_CHUNKS) ?? [];
-      for (const e of ahead) this.parts.cache.prefetch(e.chunk);
-    }
-    this.readEnd = end;
+    // A sequential or strided reader wants what follows next: fetch it while this reply goes
+    // out, so that decoding (and, for an attached volume, fetching) keeps ahead of it. Random
+    // readers get no prefetch.
+    const ahead = this.pattern.read(offset, end);
+    if (ahead.length > 0) this.prefetch(ahead).catch(() => undefined);
     return parts;
+  }
+
+  /** Starts loading the chunks under `ranges` (failures surface when they are read). */
+  private async prefetch(ranges: readonly ByteRange[]): Promise<void> {
+    for (const [from, to] of ranges) {
+      if (from >= this.size) continue;
+      const end = Math.min(to, this.size);
+      const c = this.extentCache;
+      const extents = c && c.start <= from && c.end >= end ? c.extents : await this.parts.meta.extents(this.ino, from, end - from);
+      for (const e of extents) if (e.offset < end && e.offset + e.length > from) this.parts.cache.prefetch(e.chunk);
+    }
   }
 
   /** Copies the file's bytes [offset, end) into `out` at `at`: committed bytes under `buffered`

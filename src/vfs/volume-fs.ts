@@ -24,6 +24,7 @@ import { formatPolicy, parsePolicy, PolicyError } from '../pool/policy.js';
 import { ownPolicy, POLICY_XATTR } from '../store/policies.js';
 import type { Store } from '../store/store.js';
 import { ChunkCache } from './chunk-cache.js';
+import { poolChunks, type ChunkSource } from '../content/chunk-source.js';
 import { OpenFile, type ContentParts } from './open-file.js';
 
 const FUSE_ROOT = 1;
@@ -50,8 +51,10 @@ export class VolumeFs implements FuseOperations {
     /** The volume root's inode in the metadata engine; the kernel knows it as 1. */
     private readonly root: Ino,
     private readonly log: Logger,
+    /** Where file content comes from: the pool, or for an attached volume also the peers. */
+    source: ChunkSource = poolChunks(store.chunks, store.codec),
   ) {
-    this.parts = { meta: store.meta, chunks: store.chunks, codec: store.codec, cache: new ChunkCache(store.chunks, store.codec), log };
+    this.parts = { meta: store.meta, chunks: store.chunks, codec: store.codec, cache: new ChunkCache(source), log };
   }
 
   // The kernel's inode 1 is the volume root; the engine's inode 1 (another volume's root, if
@@ -60,7 +63,8 @@ export class VolumeFs implements FuseOperations {
     return ino === FUSE_ROOT ? this.root : ino === this.root ? FUSE_ROOT : ino;
   }
 
-  private toFuse(ino: Ino): number {
+  /** The kernel's number for an inode of the metadata engine. */
+  toFuse(ino: Ino): number {
     return ino === this.root ? FUSE_ROOT : ino === FUSE_ROOT ? this.root : ino;
   }
 
@@ -160,7 +164,7 @@ export class VolumeFs implements FuseOperations {
       // Content the metadata names is damaged or missing: the reader gets EIO (not the chunk
       // store's ENOENT), and the log says which file.
       const name = (err as { name?: string }).name;
-      if (name === 'ChunkCorruptError' || name === 'ChunkNotFoundError' || name === 'ChunkUnreadableError') {
+      if (name === 'ChunkCorruptError' || name === 'ChunkNotFoundError' || name === 'ChunkUnreadableError' || name === 'ChunkUnavailableError') {
         this.log.error({ ino: id, offset, err: (err as Error).message }, 'file content unreadable: read answered EIO');
         throw new FuseError('EIO');
       }

@@ -2,7 +2,6 @@
 // listening one and the connection comes up both ways; a store nobody added is refused; a peer
 // that goes away is dialed again when it comes back; a peer removed is dropped and refused.
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,30 +11,8 @@ import type { PeerState } from '../../src/peer/household.js';
 import { loadIdentity } from '../../src/peer/identity.js';
 import { PeerSession } from '../../src/peer/session.js';
 import { dialPeer } from '../../src/peer/transport.js';
-import { ORBIT_BIN, orbit, orbitOk, run, start, tempDir, waitFor } from '../helpers.js';
-
-interface Up {
-  child: ChildProcess;
-  output: () => string;
-  /** HOST:PORT it listens at, when it listens. */
-  listen?: string;
-}
-
-/** `orbit up` for `home`, once it says it is up. */
-async function up(home: string, listen?: string): Promise<Up> {
-  const d = start(process.execPath, [ORBIT_BIN, 'up', '--home', home, ...(listen ? ['--listen', listen] : [])]);
-  await waitFor(() => /orbit daemon for/.test(d.output()) || d.child.exitCode !== null, 'the daemon to start', 20_000);
-  assert.equal(d.child.exitCode, null, d.output());
-  const m = /listening at (\S+)/.exec(d.output());
-  return { ...d, ...(m ? { listen: m[1]! } : {}) };
-}
-
-async function down(d: Up): Promise<void> {
-  if (d.child.exitCode !== null) return;
-  const exited = new Promise((r) => d.child.once('exit', r));
-  d.child.kill('SIGTERM');
-  await exited;
-}
+import { orbit, orbitOk, run, tempDir, waitFor } from '../helpers.js';
+import { down, up, type Up } from './daemons.js';
 
 async function peers(home: string): Promise<{ daemon: boolean; peers: PeerState[] }> {
   return JSON.parse(await orbitOk('peer', 'list', '--json', '--home', home)) as { daemon: boolean; peers: PeerState[] };
@@ -82,7 +59,7 @@ describe('the household: peers over mutual TLS', () => {
   });
 
   it('connects a deaf store to a listening one, and the connection serves both', async () => {
-    a = await up(home.a, '127.0.0.1:0');
+    a = await up(home.a, ['--listen', '127.0.0.1:0']);
     daemons.push(a);
     assert.ok(a.listen, a.output());
     await orbitOk('peer', 'add', id.b, '--name', 'b', '--home', home.a); // deaf: it dials in
@@ -125,7 +102,7 @@ describe('the household: peers over mutual TLS', () => {
     const offline = await peers(home.a);
     assert.equal(offline.daemon, false);
     assert.ok(offline.peers.find((p) => p.name === 'b')!.bytesIn > 0, 'the last daemon saved what it counted');
-    a = await up(home.a, address);
+    a = await up(home.a, ['--listen', address]);
     daemons.push(a);
     await waitFor(async () => (await peerNamed(home.b, 'a'))?.connected === true, 'b to reconnect', 20_000);
   });

@@ -30,6 +30,7 @@ import {
   type VolumeInfo,
 } from '../contract.js';
 import { MAX_EXTENT, SCHEMA, SCHEMA_VERSION, UPGRADE_FROM_1 } from './schema.js';
+import type { ChunkId } from '../../pool/contract.js';
 
 const S_IFMT = 0o170000;
 const S_ISGID = 0o2000;
@@ -164,7 +165,10 @@ export class SqliteEngine {
       deleteExtent: p('DELETE FROM extents WHERE ino = ? AND offset = ?'),
       insertExtent: p('INSERT INTO extents (ino, offset, length, chunk, chunk_offset) VALUES (?, ?, ?, ?, ?)'),
       chunkRefs: p('UPDATE chunks SET refs = refs + ? WHERE id = ?'),
-      insertChunk: p('INSERT INTO chunks (id, size, stored_size, refs) VALUES (?, ?, ?, 0) ON CONFLICT (id) DO NOTHING'),
+      // A chunk known only as a peer's (stored size 0) becomes this store's once it is stored here.
+      insertChunk: p('INSERT INTO chunks (id, size, stored_size, refs) VALUES (?, ?, ?, 0) ON CONFLICT (id) DO UPDATE SET stored_size = excluded.stored_size WHERE stored_size = 0 AND excluded.stored_size > 0'),
+      setStoredSize: p('UPDATE chunks SET stored_size = ? WHERE id = ? AND refs >= 0'),
+      volumeHoldsChunk: p('SELECT 1 FROM extents e JOIN inodes i ON i.ino = e.ino JOIN volumes v ON v.id = i.volume WHERE e.chunk = ? AND v.name = ? LIMIT 1'),
       pin: p('INSERT INTO chunk_pins (chunk, token, until) VALUES (?, ?, ?) ON CONFLICT (chunk, token) DO UPDATE SET until = excluded.until'),
       unpin: p('DELETE FROM chunk_pins WHERE chunk = ? AND token = ?'),
       unpinToken: p('DELETE FROM chunk_pins WHERE token = ?'),
@@ -240,8 +244,8 @@ export class SqliteEngine {
     });
   }
 
-  applyChanges(volume: string, changes: VolumeChanges): void {
-    this.tx(() => {
+  applyChanges(volume: string, changes: VolumeChanges): Ino[] {
+    return this.tx(() => {
       const v = this.st.volumeByName!.get(volume) as { id: number; root: number } | undefined;
       const attached = v && (this.st.attached!.get(v.id) as { synced_to: number } | undefined);
       if (!v || !attached) throw new MetaError('EINVAL', `volume ${volume} is not attached from a peer`);
@@ -256,6 +260,7 @@ export class SqliteEngine {
       };
       // Attributes first, so that entries find every inode of the page.
       const mapped = changes.inodes.map((rec) => ({ rec, ino: localOrNew(rec.attr.ino, rec.attr.mode & S_IFMT) }));
+      const touched: Ino[] = mapped.map((m) => m.ino);
       for (const { rec, ino } of mapped) {
         const a = rec.attr;
         this.st.applyAttr!.run({
@@ -292,8 +297,20 @@ export class SqliteEngine {
         this.st.deleteEntriesTo!.run(ino);
         this.purge(ino);
         this.st.unmapRemote!.run(v.id, remote);
+        touched.push(ino);
       }
       this.st.setSyncedTo!.run(changes.upTo, v.id);
+      return touched;
+    });
+  }
+
+  volumeHoldsChunk(volume: string, id: ChunkId): boolean {
+    return this.st.volumeHoldsChunk!.get(Buffer.from(id, 'hex'), volume) !== undefined;
+  }
+
+  setStoredSize(chunks: Array<{ id: ChunkId; storedSize: number }>): void {
+    this.tx(() => {
+      for (const c of chunks) this.st.setStoredSize!.run(c.storedSize, Buffer.from(c.id, 'hex'));
     });
   }
 

@@ -95,6 +95,8 @@ export class SqliteMeta implements MetaEngine {
   attachVolume: MetaEngine['attachVolume'] = (...a) => this.call('attachVolume', a);
   changeCount: MetaEngine['changeCount'] = () => this.call('changeCount', []);
   applyChanges: MetaEngine['applyChanges'] = (...a) => this.call('applyChanges', a);
+  volumeHoldsChunk: MetaEngine['volumeHoldsChunk'] = (...a) => this.call('volumeHoldsChunk', a);
+  setStoredSize: MetaEngine['setStoredSize'] = (...a) => this.call('setStoredSize', a);
   volumes: MetaEngine['volumes'] = (...a) => this.call('volumes', a);
   removeVolume: MetaEngine['removeVolume'] = (...a) => this.call('removeVolume', a);
   usage: MetaEngine['usage'] = (...a) => this.call('usage', a);

@@ -1,0 +1,246 @@
+// The fetch scheduler: chunks of attached volumes that are not here, fetched from the peers that
+// hold them. What a reader waits for goes first: reads are sent at once, in the session's 'user'
+// lane; prefetches and background fills wait for one of a few slots (prefetches first) and go in
+// the lanes behind. Everyone asking for one chunk waits on one fetch, and a reader joining a
+// queued prefetch moves it to the front.
+//
+// A chunk may come from any connected peer that offers a volume holding it: the fastest first
+// (by the throughput its recent fetches had; a peer not yet measured is tried first, so that it
+// gets measured), the next on failure. Every fetched chunk is decoded, which checks it against
+// its BLAKE3 name, before anyone sees it: a peer that sends wrong bytes is marked (tried last for
+// a while) and logged, and the chunk comes from another. A fetch that no peer can serve before
+// its deadline fails with ChunkUnavailableError (the reader's EIO) instead of hanging; while no
+// peer that could serve it is connected, it waits for one until then.
+import { ChunkUnavailableError, type Urgency } from '../content/chunk-source.js';
+import type { CodecPool } from '../content/codec-pool.js';
+import type { Logger } from '../log.js';
+import type { ChunkId } from '../pool/contract.js';
+import type { RemoteCache } from '../pool/remote-cache.js';
+import type { Household } from './household.js';
+import { shortPeerId, type PeerId } from './peer-id.js';
+import type { Priority } from './session.js';
+
+/** A peer that may hold a chunk, and the name it knows the volume by (its share check is by it). */
+export interface FetchSource {
+  peer: PeerId;
+  volume: string;
+}
+
+export interface FetcherOptions {
+  /** How long a fetch may take, waits for a peer included, before it fails (the reader's EIO). */
+  timeoutMs: number;
+  /** Prefetches and fills in flight at once (reads are never held back). */
+  backgroundSlots?: number;
+}
+
+/** What this store knows of each peer as a source of chunks. */
+export interface SourceStats {
+  chunks: number;
+  bytes: number;
+  /** Chunks that failed their check: the peer sent wrong bytes. */
+  corrupt: number;
+  failures: number;
+  /** Throughput of its recent fetches, bytes per millisecond (smoothed). */
+  speed?: number;
+  /** Until when it is tried last (ms since 1970), after sending wrong bytes. */
+  markedUntil?: number;
+}
+
+const LANE: Record<Urgency, Priority> = { read: 'user', prefetch: 'normal', fill: 'background' };
+/** How long a peer that sent a corrupt chunk is tried last. */
+const MARK_MS = 10 * 60_000;
+/** Weight of the newest fetch in a peer's smoothed throughput. */
+const SPEED_WEIGHT = 0.2;
+/** Between rounds over every source when all failed: they may recover (a peer restarting). */
+const RETRY_MS = 250;
+
+interface Fetch {
+  id: ChunkId;
+  urgency: Urgency;
+  sources: () => FetchSource[];
+  started: boolean;
+  promise: Promise<Buffer>;
+  begin: () => void;
+}
+
+export class ChunkFetcher {
+  private readonly fetches = new Map<ChunkId, Fetch>();
+  private readonly queued: Record<'prefetch' | 'fill', Fetch[]> = { prefetch: [], fill: [] };
+  private backgroundInFlight = 0;
+  private readonly stats = new Map<PeerId, SourceStats>();
+  private readonly backgroundSlots: number;
+
+  constructor(
+    private readonly household: Household,
+    private readonly codec: CodecPool,
+    private readonly cache: RemoteCache,
+    private readonly log: Logger,
+    private readonly options: FetcherOptions,
+  ) {
+    this.backgroundSlots = options.backgroundSlots ?? 8;
+  }
+
+  /** The chunk's verified plaintext, fetched from one of `sources` (asked again at each try: peers
+   * come and go); its stored bytes go into the cache. */
+  fetch(id: ChunkId, sources: () => FetchSource[], urgency: Urgency): Promise<Buffer> {
+    const running = this.fetches.get(id);
+    if (running) {
+      if (urgency === 'read') this.hurry(id);
+      else if (urgency === 'prefetch' && running.urgency === 'fill' && !running.started) this.requeue(running, 'prefetch');
+      return running.promise;
+    }
+    let begin!: () => void;
+    const started = new Promise<void>((resolve) => (begin = resolve));
+    const f: Fetch = { id, urgency, sources, started: false, begin, promise: Promise.resolve(Buffer.alloc(0)) };
+    f.promise = started.then(() => this.run(f)).finally(() => {
+      this.fetches.delete(id);
+      if (f.urgency !== 'read') {
+        this.backgroundInFlight--;
+        this.pump();
+      }
+    });
+    this.fetches.set(id, f);
+    if (urgency === 'read') this.start(f);
+    else {
+      this.queued[urgency].push(f);
+      this.pump();
+    }
+    return f.promise;
+  }
+
+  /** A reader waits for `id` now: if its fetch is still queued, it goes at once. */
+  hurry(id: ChunkId): void {
+    const f = this.fetches.get(id);
+    if (!f || f.started) return;
+    const q = this.queued[f.urgency as 'prefetch' | 'fill'];
+    q.splice(q.indexOf(f), 1);
+    f.urgency = 'read';
+    this.start(f);
+  }
+
+  /** What is known of each peer as a source. */
+  sourceStats(): Map<PeerId, SourceStats> {
+    return new Map([...this.stats].map(([k, v]) => [k, { ...v }]));
+  }
+
+  /** Fetches waiting for a slot, and background ones in flight. */
+  get backlog(): { queued: number; inFlight: number } {
+    return { queued: this.queued.prefetch.length + this.queued.fill.length, inFlight: this.backgroundInFlight };
+  }
+
+  private requeue(f: Fetch, urgency: 'prefetch' | 'fill'): void {
+    const from = this.queued[f.urgency as 'prefetch' | 'fill'];
+    from.splice(from.indexOf(f), 1);
+    f.urgency = urgency;
+    this.queued[urgency].push(f);
+  }
+
+  private start(f: Fetch): void {
+    f.started = true;
+    if (f.urgency !== 'read') this.backgroundInFlight++;
+    f.begin();
+  }
+
+  private pump(): void {
+    while (this.backgroundInFlight < this.backgroundSlots) {
+      const next = this.queued.prefetch.shift() ?? this.queued.fill.shift();
+      if (!next) return;
+      this.start(next);
+    }
+  }
+
+  private statsOf(peer: PeerId): SourceStats {
+    let s = this.stats.get(peer);
+    if (!s) this.stats.set(peer, (s = { chunks: 0, bytes: 0, corrupt: 0, failures: 0 }));
+    return s;
+  }
+
+  /** Connected sources, best first: unmarked before marked; unmeasured, then fastest. */
+  private ranked(sources: FetchSource[], tried: ReadonlySet<PeerId>): FetchSource[] {
+    const now = Date.now();
+    const key = (s: FetchSource): [number, number] => {
+      const st = this.stats.get(s.peer);
+      return [(st?.markedUntil ?? 0) > now ? 1 : 0, -(st?.speed ?? Infinity)];
+    };
+    return sources
+      .filter((s) => !tried.has(s.peer) && this.household.session(s.peer) !== undefined)
+      .sort((a, b) => {
+        const [ka, kb] = [key(a), key(b)];
+        return ka[0] - kb[0] || ka[1] - kb[1];
+      });
+  }
+
+  private async run(f: Fetch): Promise<Buffer> {
+    const deadline = Date.now() + this.options.timeoutMs;
+    const tried = new Set<PeerId>();
+    let why = 'no peer that offers it is connected';
+    for (;;) {
+      const [source] = this.ranked(f.sources(), tried);
+      if (!source) {
+        if (Date.now() >= deadline) throw new ChunkUnavailableError(f.id, why);
+        // Every connected source failed, or none is connected: wait a little (or for a peer to
+        // connect), then try them all again.
+        await this.waitForPeer(Math.min(deadline, Date.now() + (tried.size > 0 ? RETRY_MS : deadline)));
+        tried.clear();
+        continue;
+      }
+      tried.add(source.peer);
+      const got = await this.fetchFrom(source, f, deadline).catch((err: Error) => {
+        why = `${shortPeerId(source.peer)}: ${err.message}`;
+        return undefined;
+      });
+      if (got) return got;
+    }
+  }
+
+  /** One try at one peer: the plaintext, or undefined when it does not have the chunk. */
+  private async fetchFrom(source: FetchSource, f: Fetch, deadline: number): Promise<Buffer | undefined> {
+    const session = this.household.session(source.peer);
+    if (!session) return undefined;
+    const stats = this.statsOf(source.peer);
+    const began = performance.now();
+    let reply;
+    try {
+      reply = await session.request('chunk', { volume: source.volume, id: f.id }, undefined, {
+        priority: LANE[f.urgency],
+        timeoutMs: Math.max(1, deadline - Date.now()),
+      });
+    } catch (err) {
+      stats.failures++;
+      throw err;
+    }
+    if (reply.header.absent === true) throw new Error('it does not hold the chunk');
+    const stored = reply.body;
+    const kept = Buffer.from(stored); // decode hands its input over to the codec worker
+    let plain: Buffer;
+    try {
+      plain = await this.codec.decode(f.id, stored);
+    } catch (err) {
+      if ((err as Error).name !== 'ChunkCorruptError') throw err;
+      stats.corrupt++;
+      stats.markedUntil = Date.now() + MARK_MS;
+      this.log.warn({ peer: shortPeerId(source.peer), chunk: f.id, err: (err as Error).message }, 'a peer sent a chunk that fails its check: dropped; the peer is tried last for a while');
+      throw err;
+    }
+    const ms = Math.max(0.05, performance.now() - began);
+    stats.chunks++;
+    stats.bytes += kept.length;
+    const speed = kept.length / ms;
+    stats.speed = stats.speed === undefined ? speed : stats.speed + SPEED_WEIGHT * (speed - stats.speed);
+    // Into the cache in the background: the reader has its bytes either way.
+    this.cache.put(f.id, kept).catch((err: unknown) => this.log.warn({ chunk: f.id, err }, 'cannot keep a fetched chunk in the cache'));
+    return plain;
+  }
+
+  private waitForPeer(until: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.household.off('connected', done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, until - Date.now()));
+      this.household.on('connected', done);
+    });
+  }
+}

@@ -1,0 +1,61 @@
+// The chunk source of a volume attached from a peer (content/chunk-source.ts): a chunk is read
+// from the pool when this store holds it (a pinned file's, or one a local file shares), else from
+// the cache of fetched chunks, else fetched from the peers (chunk-fetcher.ts). The chunk is
+// protected in the cache while it is being read, and a cached copy that fails its check is
+// dropped and fetched again.
+import type { ChunkSource, Urgency } from '../content/chunk-source.js';
+import type { CodecPool } from '../content/codec-pool.js';
+import type { Logger } from '../log.js';
+import { ChunkNotFoundError, type ChunkId, type ChunkStore } from '../pool/contract.js';
+import type { RemoteCache } from '../pool/remote-cache.js';
+import type { ChunkFetcher, FetchSource } from './chunk-fetcher.js';
+
+export class RemoteChunks implements ChunkSource {
+  constructor(
+    private readonly pool: ChunkStore,
+    private readonly codec: CodecPool,
+    private readonly cache: RemoteCache,
+    private readonly fetcher: ChunkFetcher,
+    /** The peers that may hold the volume's chunks, as of now. */
+    private readonly sources: () => FetchSource[],
+    private readonly log: Logger,
+  ) {}
+
+  async plain(id: ChunkId, urgency: Urgency): Promise<Buffer> {
+    const release = this.cache.protect(id);
+    try {
+      return (await this.cached(id)) ?? (await this.pooled(id)) ?? (await this.fetcher.fetch(id, this.sources, urgency));
+    } finally {
+      release();
+    }
+  }
+
+  hurry(id: ChunkId): void {
+    this.fetcher.hurry(id);
+  }
+
+  private async cached(id: ChunkId): Promise<Buffer | undefined> {
+    if (!this.cache.has(id)) return undefined;
+    const stored = await this.cache.get(id);
+    if (!stored) return undefined;
+    try {
+      return await this.codec.decode(id, stored);
+    } catch (err) {
+      if ((err as Error).name !== 'ChunkCorruptError') throw err;
+      this.log.warn({ chunk: id, err: (err as Error).message }, 'a cached chunk fails its check: dropped, fetched again');
+      await this.cache.drop(id);
+      return undefined;
+    }
+  }
+
+  private async pooled(id: ChunkId): Promise<Buffer | undefined> {
+    let stored: Buffer;
+    try {
+      stored = await this.pool.get(id);
+    } catch (err) {
+      if (err instanceof ChunkNotFoundError) return undefined;
+      throw err;
+    }
+    return this.codec.decode(id, stored);
+  }
+}
