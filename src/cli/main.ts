@@ -6,6 +6,7 @@ import { addMaintenanceCommands } from './maintenance-commands.js';
 import { addMountCommands } from './mount-commands.js';
 import { addPeerCommands } from './peer-commands.js';
 import { addPolicyCommands } from './policy-commands.js';
+import { addRealCommands } from './real-commands.js';
 import { addPoolCommands } from './pool-commands.js';
 import { reportError } from './output.js';
 import { addStoreCommands } from './store-commands.js';
@@ -55,6 +56,7 @@ function buildProgram(): Command {
   addJobCommands(program);
   addTierCommands(program);
   addPeerCommands(program);
+  addRealCommands(program);
   return program;
 }
 

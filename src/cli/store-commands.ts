@@ -1,16 +1,22 @@
 // The commands that work on a store without mounting it: init, volume create/list/remove,
 // status and stats.
+import { access } from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { MetaError, type Time } from '../meta/contract.js';
 import { DEFAULT_VOLUME, Store } from '../store/store.js';
 import { loadOrCreateIdentity } from '../peer/identity.js';
 import { runningDaemon, SOFTWARE } from '../daemon/daemon.js';
 import { connectDaemon } from '../daemon/control.js';
+import { shortPeerId } from '../peer/peer-id.js';
 import { readPeers } from '../peer/peers.js';
+import { realnessOf } from '../peer/real-files.js';
+import { cachedChunkFile } from '../pool/remote-cache.js';
 import { finished, JobStore } from '../jobs/job-store.js';
 import { formatPolicy } from '../pool/policy.js';
 import { currentDamage } from '../store/damage.js';
 import { progressText } from './job-commands.js';
+import { askRealness, realText } from './real-commands.js';
 import { homeOption, withStore, type HomeOptions } from './home.js';
 import { CliError, formatBytes, formatRatio, printJson, printTable, ratio } from './output.js';
 
@@ -157,9 +163,17 @@ export function addStoreCommands(program: Command): void {
     .action((opts: JsonOptions) =>
       withStore(opts.home, async (store) => {
         const mounts = await store.mounts();
+        // Attached volumes: what is here of them (live from the daemon, else from the disk).
+        const chunksDir = path.join(store.home, 'cache', 'chunks');
+        const realness = (await askRealness(store.home)) ?? (await realnessOf(store, (id) => access(cachedChunkFile(chunksDir, id)).then(() => true, () => false)));
         const volumes = (await store.meta.volumes()).map((v) => {
           const m = mounts.find((r) => r.volume === v.name);
-          return { name: v.name, createdAt: isoTime(v.createdAt), mount: m ? { mountpoint: m.mountpoint, pid: m.pid, since: m.since } : null };
+          const real = realness.find((r) => r.volume === v.name);
+          return {
+            name: v.name, createdAt: isoTime(v.createdAt), mount: m ? { mountpoint: m.mountpoint, pid: m.pid, since: m.since } : null,
+            ...(v.origin ? { origin: { peer: v.origin.peer, volume: v.origin.volume } } : {}),
+            ...(real ? { real } : {}),
+          };
         });
         const disks = store.chunks.disks();
         const pool = {
@@ -183,6 +197,7 @@ export function addStoreCommands(program: Command): void {
           ['VOLUME', 'MOUNTPOINT', 'PROCESS', 'SINCE'],
           ...volumes.map((v) => (v.mount ? [v.name, v.mount.mountpoint, String(v.mount.pid), v.mount.since] : [v.name, '-'])),
         ]);
+        for (const v of volumes) if (v.origin && v.real) console.log(`${v.name}: attached from ${shortPeerId(v.origin.peer)}:${v.origin.volume}; ${realText(v.real)}`);
         console.log(`pool: ${pool.disks} disk(s)${pool.unavailable.length ? `, ${pool.unavailable.length} unavailable (${pool.unavailable.map((d) => d.path).join(', ')})` : ''}; new chunks under ${pool.policy}`);
         for (const j of jobs) console.log(`job ${j.id}: ${j.kind} ${j.state}, ${progressText(j)}`);
         if (lost.length > 0) {

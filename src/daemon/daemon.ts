@@ -7,6 +7,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { componentLogger, type Logger } from '../log.js';
 import { ChunkFetcher } from '../peer/chunk-fetcher.js';
+import { RealFiles } from '../peer/real-files.js';
 import { RemoteChunks } from '../peer/remote-chunks.js';
 import { RemoteCache } from '../pool/remote-cache.js';
 import { mountVolume, startStoreServices, type MountedVolume, type StoreServices } from '../vfs/mount.js';
@@ -67,6 +68,7 @@ export class Daemon {
     private readonly services: StoreServices,
     readonly cache: RemoteCache,
     readonly fetcher: ChunkFetcher,
+    readonly real: RealFiles,
     private readonly control: ControlServer,
     readonly record: DaemonRecord,
     private readonly log: Logger,
@@ -81,9 +83,12 @@ export class Daemon {
     const sharing = new Sharing(household, store, componentLogger('sharing'), cache);
     sharing.install();
     const made: { daemon?: Daemon } = {};
+    const real = new RealFiles(store, store.codec, cache, fetcher, (origin) => sharing.sourcesFor(origin), componentLogger('real'));
     const indexes = new IndexSync(household, store, componentLogger('index'), (volume, inos) => {
       const mounted = made.daemon?.mounts.get(volume);
       if (mounted) void mounted.invalidate(inos);
+      // New files under a Real directory are Real too: fetch them.
+      void real.kick();
     });
     indexes.install();
     // The control socket first: it refuses to start a second daemon for the store.
@@ -117,6 +122,11 @@ export class Daemon {
         const mounted = await made.daemon.mount(req.header as unknown as MountRequest);
         return { header: { mountpoint: mounted.mountpoint } };
       },
+      realness: async () => ({ header: { volumes: made.daemon ? await made.daemon.real.realness() : [] } }),
+      'real.changed': async () => {
+        void made.daemon?.real.kick();
+        return { header: {} };
+      },
       stop: async () => {
         setImmediate(() => void made.daemon?.stop());
         return { header: {} };
@@ -138,7 +148,8 @@ export class Daemon {
     };
     await writeFile(recordFile(store.home), JSON.stringify(record) + '\n');
     const services = startStoreServices(store);
-    made.daemon = new Daemon(store, household, sharing, services, cache, fetcher, control, record, log);
+    made.daemon = new Daemon(store, household, sharing, services, cache, fetcher, real, control, record, log);
+    real.start();
     log.info({ peer: identity.peerId, listen: record.listen ?? 'deaf' }, 'daemon up');
     return made.daemon;
   }
@@ -152,6 +163,7 @@ export class Daemon {
       const steps: Array<[string, () => unknown]> = [
         ['the control socket', () => this.control.close()],
         ['the mounts', () => this.unmountAll()],
+        ['keeping Real files', () => this.real.stop()],
         ['sharing', () => this.sharing.stop()],
         ['the peers', () => this.household.stop()],
         ['the jobs', () => this.services.close()],
@@ -182,6 +194,7 @@ export class Daemon {
       allowOther: req.allowOther === true,
       services: this.services,
       ...(source ? { source } : {}),
+      onRealChanged: () => void this.real.kick(),
     });
     this.mounts.set(req.volume, mounted);
     void mounted.closed.finally(() => {

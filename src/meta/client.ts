@@ -90,6 +90,11 @@ export class MetaClient implements MetaEngine {
   }
   volumeHoldsChunk: MetaEngine['volumeHoldsChunk'] = (...a) => this.engine.volumeHoldsChunk(...a);
   setStoredSize: MetaEngine['setStoredSize'] = (...a) => this.engine.setStoredSize(...a);
+  setReal: MetaEngine['setReal'] = (...a) => this.engine.setReal(...a);
+  isReal: MetaEngine['isReal'] = (...a) => this.engine.isReal(...a);
+  realChunks: MetaEngine['realChunks'] = (...a) => this.engine.realChunks(...a);
+  volumeChunks: MetaEngine['volumeChunks'] = (...a) => this.engine.volumeChunks(...a);
+  keptByThisStore: MetaEngine['keptByThisStore'] = (...a) => this.engine.keptByThisStore(...a);
   volumes: MetaEngine['volumes'] = () => this.engine.volumes();
   usage: MetaEngine['usage'] = (...a) => this.engine.usage(...a);
 

@@ -29,6 +29,9 @@ export const enum FileType {
 /** Extended attributes a new file or directory takes from the directory it is made in: Orbit's
  * settings that hold for a tree (a redundancy policy set on a directory covers what is made in
  * it later). */
+/** Real (1) or Unreal (0), on a file or directory of an attached volume (orbit pin / unpin). */
+export const PIN_XATTR = 'user.orbit.pin';
+
 export const INHERITED_XATTRS: readonly string[] = ['user.orbit.policy'];
 
 /** Longest name, in bytes (ENAMETOOLONG beyond). */
@@ -82,6 +85,15 @@ export interface Extent {
 }
 
 /** A chunk an extent may name: its id, plaintext size and size as stored. */
+/** A chunk as a set of files holds it. */
+export interface ChunkHolding {
+  id: ChunkId;
+  /** Bytes of those files in it (an extent's length counts each time a file uses it). */
+  bytes: number;
+  /** Bytes the pool holds of it: 0 when it is only a peer's. */
+  storedSize: number;
+}
+
 export interface ChunkInfo {
   id: ChunkId;
   size: number;
@@ -313,6 +325,19 @@ export interface MetaEngine {
   /** Records how many bytes the pool holds of chunks (0: not held here, only a peer's), as a
    * chunk of an attached volume is stored or let go. */
   setStoredSize(chunks: Array<{ id: ChunkId; storedSize: number }>): Promise<void>;
+  /** Marks an inode of an attached volume Real (orbit pin), Unreal (orbit unpin), or unmarked
+   * (undefined: as its directory is). */
+  setReal(ino: Ino, real: boolean | undefined): Promise<void>;
+  /** Whether an inode is Real (by its own mark, or its nearest marked directory's), and whether
+   * the mark is its own. */
+  isReal(ino: Ino): Promise<{ real: boolean; marked: boolean }>;
+  /** The chunks of a volume's Real files, with their bytes in those files and whether stored here. */
+  realChunks(volume: string): Promise<ChunkHolding[]>;
+  /** The chunks of every file of a volume, the same way. */
+  volumeChunks(volume: string): Promise<ChunkHolding[]>;
+  /** Whether a file of one of this store's own volumes (not attached) has content in the chunk,
+   * or a commit in flight is storing it (it pinned it): the pool must keep it either way. */
+  keptByThisStore(id: ChunkId): Promise<boolean>;
   getxattr(ino: Ino, name: string): Promise<Buffer>;
   listxattr(ino: Ino): Promise<string[]>;
   /** flags: XATTR_CREATE (1), XATTR_REPLACE (2). */

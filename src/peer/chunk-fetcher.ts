@@ -54,12 +54,18 @@ const SPEED_WEIGHT = 0.2;
 /** Between rounds over every source when all failed: they may recover (a peer restarting). */
 const RETRY_MS = 250;
 
+/** A fetched chunk: its plaintext, and its bytes as stored (what the cache and the pool keep). */
+export interface Fetched {
+  plain: Buffer;
+  stored: Buffer;
+}
+
 interface Fetch {
   id: ChunkId;
   urgency: Urgency;
   sources: () => FetchSource[];
   started: boolean;
-  promise: Promise<Buffer>;
+  promise: Promise<Fetched>;
   begin: () => void;
 }
 
@@ -82,7 +88,12 @@ export class ChunkFetcher {
 
   /** The chunk's verified plaintext, fetched from one of `sources` (asked again at each try: peers
    * come and go); its stored bytes go into the cache. */
-  fetch(id: ChunkId, sources: () => FetchSource[], urgency: Urgency): Promise<Buffer> {
+  async fetch(id: ChunkId, sources: () => FetchSource[], urgency: Urgency): Promise<Buffer> {
+    return (await this.fetchChunk(id, sources, urgency)).plain;
+  }
+
+  /** The same, with the chunk's stored bytes (checked). */
+  fetchChunk(id: ChunkId, sources: () => FetchSource[], urgency: Urgency): Promise<Fetched> {
     const running = this.fetches.get(id);
     if (running) {
       if (urgency === 'read') this.hurry(id);
@@ -91,7 +102,7 @@ export class ChunkFetcher {
     }
     let begin!: () => void;
     const started = new Promise<void>((resolve) => (begin = resolve));
-    const f: Fetch = { id, urgency, sources, started: false, begin, promise: Promise.resolve(Buffer.alloc(0)) };
+    const f: Fetch = { id, urgency, sources, started: false, begin, promise: Promise.resolve({ plain: Buffer.alloc(0), stored: Buffer.alloc(0) }) };
     f.promise = started.then(() => this.run(f)).finally(() => {
       this.fetches.delete(id);
       if (f.urgency !== 'read') {
@@ -170,7 +181,7 @@ export class ChunkFetcher {
       });
   }
 
-  private async run(f: Fetch): Promise<Buffer> {
+  private async run(f: Fetch): Promise<Fetched> {
     const deadline = Date.now() + this.options.timeoutMs;
     const tried = new Set<PeerId>();
     let why = 'no peer that offers it is connected';
@@ -193,8 +204,8 @@ export class ChunkFetcher {
     }
   }
 
-  /** One try at one peer: the plaintext, or undefined when it does not have the chunk. */
-  private async fetchFrom(source: FetchSource, f: Fetch, deadline: number): Promise<Buffer | undefined> {
+  /** One try at one peer. */
+  private async fetchFrom(source: FetchSource, f: Fetch, deadline: number): Promise<Fetched | undefined> {
     const session = this.household.session(source.peer);
     if (!session) return undefined;
     const stats = this.statsOf(source.peer);
@@ -229,7 +240,7 @@ export class ChunkFetcher {
     stats.speed = stats.speed === undefined ? speed : stats.speed + SPEED_WEIGHT * (speed - stats.speed);
     // Into the cache in the background: the reader has its bytes either way.
     this.cache.put(f.id, kept).catch((err: unknown) => this.log.warn({ chunk: f.id, err }, 'cannot keep a fetched chunk in the cache'));
-    return plain;
+    return { plain, stored: kept };
   }
 
   private waitForPeer(until: number): Promise<void> {

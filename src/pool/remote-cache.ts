@@ -630,7 +630,7 @@ export class RemoteCache {
   }
 
   private chunkPath(id: ChunkId): string {
-    return path.join(this.chunksDir, id.slice(0, 2), id.slice(2, 4), id);
+    return cachedChunkFile(this.chunksDir, id);
   }
 }
 
@@ -661,3 +661,8 @@ async function namesIn(dir: string): Promise<string[]> {
   return (await entriesIn(dir)).map((e) => e.name);
 }
 
+/** Where a cache whose chunks directory is `chunksDir` keeps chunk `id` (`orbit status` looks
+ * there without opening the cache, which one process owns). */
+export function cachedChunkFile(chunksDir: string, id: ChunkId): string {
+  return path.join(chunksDir, id.slice(0, 2), id.slice(2, 4), id);
+}

@@ -28,7 +28,9 @@ export async function fsck(store: Store, opts: { repair?: boolean } = {}): Promi
   let bytesVerified = 0;
   let chunksVerified = 0;
 
-  const referenced = chunks.filter((c) => c.refs > 0);
+  // A chunk stored with no bytes here is a peer's (a file of an attached volume not made Real):
+  // the pool has nothing of it to check.
+  const referenced = chunks.filter((c) => c.refs > 0 && c.storedSize > 0);
   let next = 0;
   const verifier = async (): Promise<void> => {
     while (next < referenced.length) {

@@ -29,6 +29,8 @@ export interface VolumeMountOptions {
   services?: StoreServices;
   /** Where the volume's content comes from (default: the pool). */
   source?: ChunkSource;
+  /** Told when a file of an attached volume is made Real or Unreal through the mount. */
+  onRealChanged?: () => void;
 }
 
 export interface MountedVolume {
@@ -81,7 +83,7 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
   // Nobody else serves the volume now: holds left by a crashed process can go.
   const recovered = await store.meta.recoverVolume(opts.volume);
   if (recovered > 0) log.info({ inodes: recovered }, 'removed files unlinked while open before a crash');
-  const fs = new VolumeFs(store, opts.volume, volume.root, log, opts.source);
+  const fs = new VolumeFs(store, opts.volume, volume.root, log, opts.source, volume.origin ? { onRealChanged: opts.onRealChanged ?? (() => undefined) } : undefined);
   const session = new FuseSession(
     fs,
     {
@@ -95,8 +97,8 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
       attrTimeout: 1,
       // The session would unmount and die of the signal; a volume must also sync: see below.
       handleSignals: false,
-      // A volume attached from a peer is the peer's to change: the kernel refuses writes (EROFS).
-      mountOptions: volume.origin ? ['ro'] : [],
+      // A volume attached from a peer is the peer's to change: VolumeFs refuses writes (EROFS),
+      // all but the user.orbit.pin attribute (which a read-only mount would refuse too).
     },
     componentLogger('fuse').child({ volume: opts.volume }),
   );

@@ -24,6 +24,7 @@ import { formatPolicy, parsePolicy, PolicyError } from '../pool/policy.js';
 import { ownPolicy, POLICY_XATTR } from '../store/policies.js';
 import type { Store } from '../store/store.js';
 import { ChunkCache } from './chunk-cache.js';
+import { PIN_XATTR } from '../meta/contract.js';
 import { poolChunks, type ChunkSource } from '../content/chunk-source.js';
 import { OpenFile, type ContentParts } from './open-file.js';
 
@@ -35,6 +36,8 @@ const BLKSIZE = 1024 * 1024;
 const READDIR_PAGE = 256;
 /** Keeping a large write's buffer costs a pinned 1 MiB request buffer; smaller ones are copied. */
 const KEEP_AT_LEAST = 128 * 1024;
+/** open(2)'s access mode bits (Node's fs.constants lacks it). */
+const O_ACCMODE = 0o3;
 const FALLOC_FL_KEEP_SIZE = 0x01;
 const FALLOC_FL_PUNCH_HOLE = 0x02;
 const FALLOC_FL_ZERO_RANGE = 0x10;
@@ -53,6 +56,8 @@ export class VolumeFs implements FuseOperations {
     private readonly log: Logger,
     /** Where file content comes from: the pool, or for an attached volume also the peers. */
     source: ChunkSource = poolChunks(store.chunks, store.codec),
+    /** Set for a volume attached from a peer: read-only, with Real and Unreal files. */
+    private readonly attached?: { onRealChanged: () => void },
   ) {
     this.parts = { meta: store.meta, chunks: store.chunks, codec: store.codec, cache: new ChunkCache(source), log };
   }
@@ -91,6 +96,7 @@ export class VolumeFs implements FuseOperations {
   }
 
   async setattr(_ctx: RequestContext, ino: number, c: SetattrChanges): Promise<AttrReply> {
+    this.refuseWrites();
     const id = this.toMeta(ino);
     const file = this.openFiles.get(id);
     if (c.size !== undefined) {
@@ -116,42 +122,51 @@ export class VolumeFs implements FuseOperations {
   }
 
   async mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number): Promise<Entry> {
+    this.refuseWrites();
     return this.make(ctx, parent, name, { type: (mode & S_IFMT) as FileType, perm: mode & 0o7777, rdev });
   }
 
   async mkdir(ctx: RequestContext, parent: number, name: string, mode: number): Promise<Entry> {
+    this.refuseWrites();
     return this.make(ctx, parent, name, { type: FileType.Directory, perm: mode & 0o7777 });
   }
 
   async symlink(ctx: RequestContext, parent: number, name: string, target: string): Promise<Entry> {
+    this.refuseWrites();
     return this.make(ctx, parent, name, { type: FileType.Symlink, perm: 0o777, target });
   }
 
   async link(_ctx: RequestContext, ino: number, newParent: number, newName: string): Promise<Entry> {
+    this.refuseWrites();
     return this.entry((await this.store.meta.link(this.toMeta(ino), this.toMeta(newParent), newName)).attr);
   }
 
   async unlink(_ctx: RequestContext, parent: number, name: string): Promise<void> {
+    this.refuseWrites();
     await this.store.meta.unlink(this.toMeta(parent), name);
   }
 
   async rmdir(_ctx: RequestContext, parent: number, name: string): Promise<void> {
+    this.refuseWrites();
     await this.store.meta.rmdir(this.toMeta(parent), name);
   }
 
   async rename(ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
+    this.refuseWrites();
     await this.store.meta.rename(this.toMeta(parent), name, this.toMeta(newParent), newName, flags, { uid: ctx.uid, gid: ctx.gid, umask: ctx.umask });
   }
 
   // ---- files ----
 
   async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<CreateReply> {
+    this.refuseWrites();
     const entry = await this.make(ctx, parent, name, { type: FileType.Regular, perm: mode & 0o7777 });
     const opened = await this.openFile(this.toMeta(entry.attr.ino), flags, true);
     return { ...entry, ...opened };
   }
 
   async open(_ctx: RequestContext, ino: number, flags: number): Promise<OpenReply> {
+    if ((flags & O_ACCMODE) !== constants.O_RDONLY || flags & constants.O_TRUNC) this.refuseWrites();
     return this.openFile(this.toMeta(ino), flags);
   }
 
@@ -173,6 +188,7 @@ export class VolumeFs implements FuseOperations {
   }
 
   async write(_ctx: RequestContext, ino: number, _fh: number, offset: number, data: Buffer, info: WriteInfo): Promise<number> {
+    this.refuseWrites();
     const file = this.openFiles.get(this.toMeta(ino));
     if (!file) throw new FuseError('EBADF');
     const own = data.length >= KEEP_AT_LEAST ? info.keep() : Buffer.from(data);
@@ -203,6 +219,7 @@ export class VolumeFs implements FuseOperations {
   }
 
   async fallocate(_ctx: RequestContext, ino: number, _fh: number, mode: number, offset: number, length: number): Promise<void> {
+    this.refuseWrites();
     // The kernel passes only these three (and checks their combinations) on to FUSE.
     if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) throw new FuseError('EOPNOTSUPP');
     const file = this.openFiles.get(this.toMeta(ino));
@@ -257,22 +274,45 @@ export class VolumeFs implements FuseOperations {
   // ---- extended attributes ----
 
   async getxattr(_ctx: RequestContext, ino: number, name: string): Promise<Uint8Array> {
+    if (name === PIN_XATTR && this.attached) return Buffer.from((await this.store.meta.isReal(this.toMeta(ino))).real ? '1' : '0');
     return this.store.meta.getxattr(this.toMeta(ino), name);
   }
 
   async listxattr(_ctx: RequestContext, ino: number): Promise<string[]> {
-    return this.store.meta.listxattr(this.toMeta(ino));
+    const names = await this.store.meta.listxattr(this.toMeta(ino));
+    // The pin is listed where it was set (it reads on every file of an attached volume).
+    if (this.attached && (await this.store.meta.isReal(this.toMeta(ino))).marked) names.push(PIN_XATTR);
+    return names;
   }
 
   async setxattr(_ctx: RequestContext, ino: number, name: string, value: Buffer, flags: number): Promise<void> {
     if (!/^(user|trusted|security)\./.test(name)) throw new FuseError('EOPNOTSUPP');
+    if (name === PIN_XATTR) return this.setReal(ino, value.toString('utf8'));
+    this.refuseWrites();
     if (name === POLICY_XATTR) return this.setPolicy(this.toMeta(ino), value.toString('utf8'), flags);
     await this.store.meta.setxattr(this.toMeta(ino), name, Buffer.from(value), flags);
   }
 
   async removexattr(_ctx: RequestContext, ino: number, name: string): Promise<void> {
+    if (name === PIN_XATTR) return this.setReal(ino, undefined);
+    this.refuseWrites();
     if (name === POLICY_XATTR) return this.setPolicy(this.toMeta(ino), undefined, 0);
     await this.store.meta.removexattr(this.toMeta(ino), name);
+  }
+
+  /** user.orbit.pin on a file or directory of an attached volume: "1" makes it Real (kept
+   * complete here), "0" Unreal (fetched on demand, evictable); removing it, as its directory is. */
+  private async setReal(ino: number, text: string | undefined): Promise<void> {
+    if (!this.attached) throw new FuseError('EINVAL', 'user.orbit.pin is for volumes attached from a peer: this volume is all local');
+    const value = text?.replace(/\0+$/, '').trim();
+    if (value !== undefined && value !== '1' && value !== '0') throw new FuseError('EINVAL', 'user.orbit.pin takes 1 (Real) or 0 (Unreal)');
+    await this.store.meta.setReal(this.toMeta(ino), value === undefined ? undefined : value === '1');
+    this.attached.onRealChanged();
+  }
+
+  /** A volume attached from a peer is the peer's to change (until sync): EROFS. */
+  private refuseWrites(): void {
+    if (this.attached) throw new FuseError('EROFS');
   }
 
   /** user.orbit.policy: only a policy Orbit can keep is taken (EINVAL otherwise); a file's

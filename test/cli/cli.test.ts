@@ -98,7 +98,7 @@ describe('orbit command line', () => {
       [['stats', '--volume'], "orbit stats: option '--volume <name>' argument missing"],
       [['bogus'], "orbit: unknown command 'bogus'"],
       [['volume'], "orbit volume: expects a command (create, list, attach, offers, remove); see 'orbit volume --help'"],
-      [[], "orbit: expects a command (init, volume, status, stats, mount, umount, fsck, gc, pool, scrub, policy, jobs, tier, id, peer, share, unshare, up); see 'orbit --help'"],
+      [[], "orbit: expects a command (init, volume, status, stats, mount, umount, fsck, gc, pool, scrub, policy, jobs, tier, id, peer, share, unshare, up, pin, unpin); see 'orbit --help'"],
     ];
     for (const [args, line] of cases) {
       const res = await orbit(...args);

@@ -160,4 +160,33 @@ describe('Unreal files read on demand', () => {
     assert.equal(md5(await readFile(path.join(mntB, 'cold'))), sums.get('cold'));
     assert.ok(largestCache <= CACHE_BYTES, `the cache held ${largestCache} bytes`);
   });
+
+  it('makes a pinned directory Real: fully local, kept through cache churn, readable with its peers gone', async () => {
+    const status = async (): Promise<{ real: { realBytes: number; pinnedBytes: number; pinnedRealBytes: number } }> =>
+      (JSON.parse(await orbitOk('status', '--json', '--home', home.b)) as { volumes: Array<{ name: string; real: { realBytes: number; pinnedBytes: number; pinnedRealBytes: number } }> }).volumes.find((v) => v.name === 'media')!;
+    assert.equal((await status()).real.pinnedBytes, 0);
+    // By the attribute, on a directory: its files follow it.
+    await run('setfattr', ['-n', 'user.orbit.pin', '-v', '1', path.join(mntB, 'small')]);
+    assert.equal((await run('getfattr', ['--only-values', '-n', 'user.orbit.pin', path.join(mntB, 'small', 'f7')])).stdout, '1');
+    // By the command, on a file, waiting until it is here.
+    const pinned = await orbitOk('pin', 'media:/cold', '--wait', '--home', home.b);
+    assert.match(pinned, /Real/);
+    await waitFor(async () => {
+      const s = await status();
+      return s.real.pinnedBytes > 12 * MiB && s.real.pinnedRealBytes === s.real.pinnedBytes;
+    }, 'the Real files to be here', 30_000);
+    // Reading more than the cache holds evicts cached chunks, not Real ones.
+    assert.equal(md5(await readFile(path.join(mntB, 'big'))), sums.get('big'));
+    await down(d.a!, 'SIGKILL');
+    await down(d.c!);
+    await run('fusermount3', ['-u', mntC]);
+    await writeFile('/proc/sys/vm/drop_caches', '3');
+    assert.equal(md5(await readFile(path.join(mntB, 'cold'))), sums.get('cold'));
+    for (let i = 0; i < 50; i++) assert.equal(await readFile(path.join(mntB, 'small', `f${i}`), 'utf8'), `small file ${i}\n`);
+    // Unpinned, the file is Unreal again: its chunks go from the pool to the cache.
+    await orbitOk('unpin', 'media:/cold', '--home', home.b);
+    await waitFor(async () => (await status()).real.pinnedBytes < 12 * MiB, 'cold to be Unreal');
+    const writes = await run('touch', [path.join(mntB, 'small', 'mine')]);
+    assert.match(writes.stderr, /Read-only file system/);
+  });
 });

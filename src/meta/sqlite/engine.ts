@@ -13,6 +13,7 @@ import {
   RENAME_WHITEOUT,
   type AttrChanges,
   type Caller,
+  type ChunkHolding,
   type ChunkInfo,
   type DirEntry,
   type Extent,
@@ -167,6 +168,23 @@ export class SqliteEngine {
       chunkRefs: p('UPDATE chunks SET refs = refs + ? WHERE id = ?'),
       // A chunk known only as a peer's (stored size 0) becomes this store's once it is stored here.
       insertChunk: p('INSERT INTO chunks (id, size, stored_size, refs) VALUES (?, ?, ?, 0) ON CONFLICT (id) DO UPDATE SET stored_size = excluded.stored_size WHERE stored_size = 0 AND excluded.stored_size > 0'),
+      setRealMark: p('INSERT INTO real_marks (ino, real) VALUES (?, ?) ON CONFLICT (ino) DO UPDATE SET real = excluded.real'),
+      clearRealMark: p('DELETE FROM real_marks WHERE ino = ?'),
+      realMarkOf: p('SELECT real FROM real_marks WHERE ino = ?').pluck(),
+      parentOfDir: p('SELECT parent FROM inodes WHERE ino = ?').pluck(),
+      // No index by ino on dentries (every create would pay for it): this serves getxattr only.
+      parentOfFile: p('SELECT parent FROM dentries WHERE ino = ? LIMIT 1').pluck(),
+      realMarksIn: p('SELECT m.ino, m.real FROM real_marks m JOIN inodes i ON i.ino = m.ino JOIN volumes v ON v.id = i.volume WHERE v.name = ?'),
+      // The chunks of the files under a Real mark, down to (not into) inodes marked Unreal.
+      chunksUnder: p(`WITH RECURSIVE tree(ino) AS (
+          SELECT ? UNION
+          SELECT d.ino FROM dentries d JOIN tree t ON d.parent = t.ino
+          WHERE NOT EXISTS (SELECT 1 FROM real_marks m WHERE m.ino = d.ino AND m.real = 0))
+        SELECT e.chunk AS id, sum(e.length) AS bytes, c.stored_size AS stored FROM tree t JOIN extents e ON e.ino = t.ino JOIN chunks c ON c.id = e.chunk GROUP BY e.chunk`),
+      chunksOfVolume: p(`SELECT e.chunk AS id, sum(e.length) AS bytes, c.stored_size AS stored FROM extents e JOIN inodes i ON i.ino = e.ino JOIN volumes v ON v.id = i.volume
+        JOIN chunks c ON c.id = e.chunk WHERE v.name = ? GROUP BY e.chunk`),
+      keptByThisStore: p(`SELECT 1 WHERE EXISTS (SELECT 1 FROM extents e JOIN inodes i ON i.ino = e.ino WHERE e.chunk = @id AND i.volume NOT IN (SELECT volume FROM attached_volumes))
+        OR EXISTS (SELECT 1 FROM chunk_pins WHERE chunk = @id)`),
       setStoredSize: p('UPDATE chunks SET stored_size = ? WHERE id = ? AND refs >= 0'),
       volumeHoldsChunk: p('SELECT 1 FROM extents e JOIN inodes i ON i.ino = e.ino JOIN volumes v ON v.id = i.volume WHERE e.chunk = ? AND v.name = ? LIMIT 1'),
       pin: p('INSERT INTO chunk_pins (chunk, token, until) VALUES (?, ?, ?) ON CONFLICT (chunk, token) DO UPDATE SET until = excluded.until'),
@@ -306,6 +324,41 @@ export class SqliteEngine {
 
   volumeHoldsChunk(volume: string, id: ChunkId): boolean {
     return this.st.volumeHoldsChunk!.get(Buffer.from(id, 'hex'), volume) !== undefined;
+  }
+
+  setReal(ino: Ino, real: boolean | undefined): void {
+    this.getattr(ino); // ENOENT for an inode that is gone
+    if (real === undefined) this.st.clearRealMark!.run(ino);
+    else this.st.setRealMark!.run(ino, real ? 1 : 0);
+  }
+
+  /** Whether an inode is Real: its own mark, else its directory's, up to the volume root. */
+  isReal(ino: Ino): { real: boolean; marked: boolean } {
+    for (let at: Ino | undefined = ino, own = true; at !== undefined && at !== 0; own = false) {
+      const mark = this.st.realMarkOf!.get(at) as number | undefined;
+      if (mark !== undefined) return { real: mark === 1, marked: own };
+      const dir = this.st.parentOfDir!.get(at) as Ino | null | undefined;
+      const up: Ino | undefined = dir ?? (this.st.parentOfFile!.get(at) as Ino | undefined);
+      at = up === at ? undefined : up;
+    }
+    return { real: false, marked: false };
+  }
+
+  realChunks(volume: string): ChunkHolding[] {
+    const held = new Map<ChunkId, ChunkHolding>();
+    for (const m of this.st.realMarksIn!.all(volume) as Array<{ ino: Ino; real: number }>) {
+      if (m.real !== 1) continue;
+      for (const c of this.st.chunksUnder!.all(m.ino) as ChunkRow[]) held.set(c.id.toString('hex'), holding(c));
+    }
+    return [...held.values()];
+  }
+
+  volumeChunks(volume: string): ChunkHolding[] {
+    return (this.st.chunksOfVolume!.all(volume) as ChunkRow[]).map(holding);
+  }
+
+  keptByThisStore(id: ChunkId): boolean {
+    return this.st.keptByThisStore!.get({ id: Buffer.from(id, 'hex') }) !== undefined;
   }
 
   setStoredSize(chunks: Array<{ id: ChunkId; storedSize: number }>): void {
@@ -880,6 +933,7 @@ export class SqliteEngine {
   /** Removes the inode with its contents and attributes; its chunks lose their references. */
   private purge(ino: Ino): void {
     this.st.dropInodeChunkRefs!.run({ ino });
+    this.st.clearRealMark!.run(ino);
     this.st.deleteExtentsOf!.run(ino);
     this.st.deleteXattrsOf!.run(ino);
     this.st.deleteInode!.run(ino);
@@ -902,4 +956,14 @@ export class SqliteEngine {
     this.st.insertExtent!.run(ino, offset, length, chunk, chunkOffset);
     this.st.chunkRefs!.run(1, chunk);
   }
+}
+
+interface ChunkRow {
+  id: Buffer;
+  bytes: number;
+  stored: number;
+}
+
+function holding(c: ChunkRow): ChunkHolding {
+  return { id: c.id.toString('hex'), bytes: c.bytes, storedSize: c.stored };
 }

@@ -97,6 +97,11 @@ export class SqliteMeta implements MetaEngine {
   applyChanges: MetaEngine['applyChanges'] = (...a) => this.call('applyChanges', a);
   volumeHoldsChunk: MetaEngine['volumeHoldsChunk'] = (...a) => this.call('volumeHoldsChunk', a);
   setStoredSize: MetaEngine['setStoredSize'] = (...a) => this.call('setStoredSize', a);
+  setReal: MetaEngine['setReal'] = (...a) => this.call('setReal', a);
+  isReal: MetaEngine['isReal'] = (...a) => this.call('isReal', a);
+  realChunks: MetaEngine['realChunks'] = (...a) => this.call('realChunks', a);
+  volumeChunks: MetaEngine['volumeChunks'] = (...a) => this.call('volumeChunks', a);
+  keptByThisStore: MetaEngine['keptByThisStore'] = (...a) => this.call('keptByThisStore', a);
   volumes: MetaEngine['volumes'] = (...a) => this.call('volumes', a);
   removeVolume: MetaEngine['removeVolume'] = (...a) => this.call('removeVolume', a);
   usage: MetaEngine['usage'] = (...a) => this.call('usage', a);

@@ -85,7 +85,7 @@ type Operation = keyof Operations;
  * change and mirrored (an operation added to the engine later is safe by default). */
 const READS: ReadonlySet<string> = new Set<Operation>([
   'volumes', 'usage', 'lookup', 'getattr', 'readlink', 'readdir', 'extents', 'unreferencedChunks', 'staleClaims',
-  'checkChunks', 'filesUsing', 'xattrOfFilesUsing', 'getxattr', 'listxattr', 'seq', 'changesSince', 'changeCount', 'volumeHoldsChunk',
+  'checkChunks', 'filesUsing', 'xattrOfFilesUsing', 'getxattr', 'listxattr', 'seq', 'changesSince', 'changeCount', 'volumeHoldsChunk', 'isReal', 'realChunks', 'volumeChunks', 'keptByThisStore',
 ]);
 
 const DB_FILE = 'meta.db';

@@ -161,6 +161,13 @@ CREATE TABLE IF NOT EXISTS chunks (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_unreferenced ON chunks (refs) WHERE refs = 0;
 
+-- Real and Unreal files of attached volumes: 'orbit pin' marks an inode Real (1), 'orbit unpin'
+-- Unreal (0); an unmarked inode is as its directory is. A Real file's chunks are kept in the pool.
+CREATE TABLE IF NOT EXISTS real_marks (
+  ino INTEGER PRIMARY KEY,
+  real INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- A commit storing a chunk pins it (by the commit's token) until its extents name it: gc leaves
 -- pinned chunks alone. Pins lapse at "until" (a crashed writer's pins do not hold forever).
 CREATE TABLE IF NOT EXISTS chunk_pins (
