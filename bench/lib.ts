@@ -39,7 +39,11 @@ export async function startFs(cmd: string, args: readonly string[], dir: string)
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const deadline = Date.now() + 30_000;
   while (!(await mountsAt(dir)).some((m) => m.fsType.startsWith('fuse'))) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${cmd} did not mount ${dir}: ${out}`);
+    if (child.exitCode !== null || Date.now() > deadline) {
+      // One that is still trying must not outlive the bench (nor mount later, behind its back).
+      child.kill('SIGKILL');
+      throw new Error(`${cmd} did not mount ${dir}: ${out}`);
+    }
     await sleep(20);
   }
   return {
@@ -47,12 +51,26 @@ export async function startFs(cmd: string, args: readonly string[], dir: string)
     pid: child.pid!,
     output: () => out,
     unmount: async () => {
-      const exited = once(child, 'exit');
+      // A process that died already left a dead mount behind: umount clears it, no exit to wait for.
+      const exited = child.exitCode === null && child.signalCode === null ? once(child, 'exit') : Promise.resolve();
       const res = await run('umount', [dir]);
       if (res.code !== 0) child.kill('SIGKILL');
       await exited;
     },
   };
+}
+
+/** Ends a child process (SIGTERM) and waits for it to exit; one that exited already is left. */
+export async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await exited;
+}
+
+/** Whether a program is on the PATH (or, given a path, is there and executable). */
+export async function installed(program: string): Promise<boolean> {
+  return (await run('sh', ['-c', 'command -v "$0"', program])).code === 0;
 }
 
 /** Runs dd and returns its throughput in MB/s (10^6 bytes a second, as dd reports). */

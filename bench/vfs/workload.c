@@ -9,6 +9,7 @@
  *   workload fill FILE MIB                     random bytes; no two MiB alike (the bench's source)
  *   workload seqwrite SRC DST MIB              DST from SRC with 1 MiB writes; close; reopen, fsync
  *   workload seqread FILE                      1 MiB reads to the end
+ *   workload firstbyte FILE                    open, then one 4 KiB read: the time to the first byte
  *   workload randread FILE COUNT               COUNT 4 KiB preads at random aligned offsets
  *   workload create|stat|unlink DIR COUNT      on DIR/f00000 ... : open(O_CREAT|O_WRONLY)+close,
  *                                              stat(2), unlink(2)
@@ -141,6 +142,20 @@ static int seqread(const char *path) {
   return 0;
 }
 
+static int firstbyte(const char *path) {
+  char *buf = malloc(PAGE);
+  double t0 = now();
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) die("open", path);
+  ssize_t r = read(fd, buf, PAGE);
+  if (r < 0) die("read", path);
+  double t = now() - t0;
+  close(fd);
+  printf("{\"bytes\":%zd,\"seconds\":%.6f}\n", r, t);
+  free(buf);
+  return 0;
+}
+
 static int randread(const char *path, long count) {
   char *buf = malloc(PAGE);
   int fd = open(path, O_RDONLY);
@@ -236,6 +251,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "fill") == 0 && argc == 4) return fill(argv[2], count_arg(argv[3]));
   if (strcmp(cmd, "seqwrite") == 0 && argc == 5) return seqwrite(argv[2], argv[3], count_arg(argv[4]));
   if (strcmp(cmd, "seqread") == 0 && argc == 3) return seqread(argv[2]);
+  if (strcmp(cmd, "firstbyte") == 0 && argc == 3) return firstbyte(argv[2]);
   if (strcmp(cmd, "randread") == 0 && argc == 4) return randread(argv[2], count_arg(argv[3]));
   if ((strcmp(cmd, "create") == 0 || strcmp(cmd, "stat") == 0 || strcmp(cmd, "unlink") == 0) && argc == 4)
     return metadata(cmd, argv[2], count_arg(argv[3]));

@@ -69,6 +69,9 @@ export class MetaClient implements MetaEngine {
   private readonly complete = new Set<Ino>();
   /** Extended attributes by inode, then name; null: known to be absent. */
   private readonly xattrs = new Lru<Ino, Map<string, Buffer | null>>(CACHE_ENTRIES);
+  /** Inodes whose every extended attribute is in `xattrs` (listed with readdirplus): a name not
+   * there is absent. */
+  private readonly xattrsComplete = new Lru<Ino, true>(CACHE_ENTRIES);
   /** Open handles per inode. */
   private readonly opens = new Map<Ino, number>();
   /** Open inodes whose last name went: removed at their last close. */
@@ -189,6 +192,10 @@ export class MetaClient implements MetaEngine {
       if (!e.attr || e.name === '.' || e.name === '..') continue;
       this.names.set(nameKey(ino, e.name), e.ino);
       this.attrs.set(e.ino, e.attr);
+      if (e.xattrs) {
+        this.xattrs.set(e.ino, new Map(e.xattrs.map(([n, v]) => [n, Buffer.from(v.buffer, v.byteOffset, v.length)])));
+        this.xattrsComplete.set(e.ino, true);
+      }
     }
     return entries;
   }
@@ -245,7 +252,7 @@ export class MetaClient implements MetaEngine {
   async getxattr(ino: Ino, name: string): Promise<Buffer> {
     if (INHERITED_XATTRS.includes(name)) return this.engine.getxattr(ino, name);
     const known = this.xattrs.get(ino)?.get(name);
-    if (known === null) throw new MetaError('ENODATA');
+    if (known === null || (known === undefined && this.xattrsComplete.get(ino))) throw new MetaError('ENODATA');
     if (known) return known;
     let value: Buffer | null;
     try {
@@ -266,12 +273,14 @@ export class MetaClient implements MetaEngine {
   async setxattr(ino: Ino, name: string, value: Uint8Array, flags: number): Promise<void> {
     await this.engine.setxattr(ino, name, value, flags);
     this.xattrs.get(ino)?.delete(name);
+    this.xattrsComplete.delete(ino);
     this.attrs.delete(ino); // ctime
   }
 
   async removexattr(ino: Ino, name: string): Promise<void> {
     await this.engine.removexattr(ino, name);
     this.xattrs.get(ino)?.delete(name);
+    this.xattrsComplete.delete(ino);
     this.attrs.delete(ino);
   }
 
@@ -316,6 +325,7 @@ export class MetaClient implements MetaEngine {
   private forget(ino: Ino): void {
     this.attrs.delete(ino);
     this.xattrs.delete(ino);
+    this.xattrsComplete.delete(ino);
   }
 
   private forgetAll(): void {
@@ -323,5 +333,6 @@ export class MetaClient implements MetaEngine {
     this.attrs.clear();
     this.names.clear();
     this.xattrs.clear();
+    this.xattrsComplete.clear();
   }
 }

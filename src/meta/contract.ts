@@ -73,6 +73,9 @@ export interface DirEntry {
   cookie: number;
   /** The entry's attributes, when asked for (readdirplus). */
   attr?: InodeAttr;
+  /** With the attributes: all of the inode's extended attributes (`ls -l` asks for two of every
+   * file, nearly always absent; known here, they cost no round trip each). */
+  xattrs?: Array<[string, Uint8Array]>;
 }
 
 /** A piece of a file: `length` bytes of chunk `chunk` from `chunkOffset`, at `offset` in the file.

@@ -9,8 +9,11 @@
 // gets measured), the next on failure. Every fetched chunk is decoded, which checks it against
 // its BLAKE3 name, before anyone sees it: a peer that sends wrong bytes is marked (tried last for
 // a while) and logged, and the chunk comes from another. A fetch that no peer can serve before
-// its deadline fails with ChunkUnavailableError (the reader's EIO) instead of hanging; while no
-// peer that could serve it is connected, it waits for one until then.
+// its deadline fails with ChunkUnavailableError (the reader's EIO) instead of hanging. While no
+// peer that could serve it is connected, it waits for one to come back, but only until the
+// timeout has passed since the last of them went: after that, reads fail at once (the kernel
+// retries a failed page, and a reader should not wait a timeout for every chunk of a file whose
+// peers are all gone) until one connects again.
 import { ChunkUnavailableError, type Urgency } from '../content/chunk-source.js';
 import type { CodecPool } from '../content/codec-pool.js';
 import type { Logger } from '../log.js';
@@ -51,8 +54,6 @@ const LANE: Record<Urgency, Priority> = { read: 'user', prefetch: 'normal', fill
 const MARK_MS = 10 * 60_000;
 /** Weight of the newest fetch in a peer's smoothed throughput. */
 const SPEED_WEIGHT = 0.2;
-/** Between rounds over every source when all failed: they may recover (a peer restarting). */
-const RETRY_MS = 250;
 
 /** A fetched chunk: its plaintext, and its bytes as stored (what the cache and the pool keep). */
 export interface Fetched {
@@ -75,6 +76,11 @@ export class ChunkFetcher {
   private backgroundInFlight = 0;
   private readonly stats = new Map<PeerId, SourceStats>();
   private readonly backgroundSlots: number;
+  /** When each peer's connection went (peers connected now are not here). */
+  private readonly goneSince = new Map<PeerId, number>();
+  private readonly startedAt = Date.now();
+  /** Settles at the next connection of any peer (one promise for every waiting fetch). */
+  private nextConnection: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(
     private readonly household: Household,
@@ -84,6 +90,12 @@ export class ChunkFetcher {
     private readonly options: FetcherOptions,
   ) {
     this.backgroundSlots = options.backgroundSlots ?? 8;
+    household.on('connected', (id) => {
+      this.goneSince.delete(id);
+      this.nextConnection?.resolve();
+      this.nextConnection = undefined;
+    });
+    household.on('disconnected', (id) => this.goneSince.set(id, Date.now()));
   }
 
   /** The chunk's verified plaintext, fetched from one of `sources` (asked again at each try: peers
@@ -186,12 +198,15 @@ export class ChunkFetcher {
     const tried = new Set<PeerId>();
     let why = 'no peer that offers it is connected';
     for (;;) {
-      const [source] = this.ranked(f.sources(), tried);
+      const sources = f.sources();
+      const [source] = this.ranked(sources, tried);
       if (!source) {
-        if (Date.now() >= deadline) throw new ChunkUnavailableError(f.id, why);
-        // Every connected source failed, or none is connected: wait a little (or for a peer to
-        // connect), then try them all again.
-        await this.waitForPeer(Math.min(deadline, Date.now() + (tried.size > 0 ? RETRY_MS : deadline)));
+        // Every connected source failed or lacks the chunk. Worth waiting only for one that went
+        // and may come back: until a timeout after it went (and the fetch's own deadline).
+        const away = sources.filter((s) => this.household.session(s.peer) === undefined);
+        const waitUntil = Math.min(deadline, this.graceEnd(away));
+        if (Date.now() >= waitUntil) throw new ChunkUnavailableError(f.id, why);
+        await this.waitForPeer(waitUntil);
         tried.clear();
         continue;
       }
@@ -222,7 +237,10 @@ export class ChunkFetcher {
     }
     if (reply.header.absent === true) throw new Error('it does not hold the chunk');
     const stored = reply.body;
-    const kept = Buffer.from(stored); // decode hands its input over to the codec worker
+    // decode hands a buffer of its own over to the codec worker (it comes back as the plaintext);
+    // a view into a larger one (a frame's) it copies, and the view stays ours for the cache.
+    const ownsBuffer = stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength;
+    const kept = ownsBuffer ? Buffer.from(stored) : stored;
     let plain: Buffer;
     try {
       plain = await this.codec.decode(f.id, stored);
@@ -243,15 +261,26 @@ export class ChunkFetcher {
     return { plain, stored: kept };
   }
 
+  /** Until when a fetch waits for one of `sources` to come back: a timeout after the last went
+   * (one not connected yet in this run counts as gone when the fetcher started: the daemon is
+   * still dialing it). */
+  private graceEnd(sources: FetchSource[]): number {
+    return Math.max(-Infinity, ...sources.map((s) => (this.goneSince.get(s.peer) ?? this.startedAt) + this.options.timeoutMs));
+  }
+
   private waitForPeer(until: number): Promise<void> {
+    if (!this.nextConnection) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.nextConnection = { promise, resolve };
+    }
+    const next = this.nextConnection.promise;
     return new Promise((resolve) => {
-      const done = (): void => {
+      const timer = setTimeout(resolve, Math.max(0, until - Date.now()));
+      void next.then(() => {
         clearTimeout(timer);
-        this.household.off('connected', done);
         resolve();
-      };
-      const timer = setTimeout(done, Math.max(0, until - Date.now()));
-      this.household.on('connected', done);
+      });
     });
   }
 }

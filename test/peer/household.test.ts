@@ -3,7 +3,7 @@
 // that goes away is dialed again when it comes back; a peer removed is dropped and refused.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { VolumeChanges } from '../../src/meta/contract.js';
@@ -177,6 +177,10 @@ describe('the household: peers over mutual TLS', () => {
         // A change on a reaches b's index once a's writes pause.
         await writeFile(path.join(mntA, 'd1', 'new'), 'new file\n');
         await waitFor(async () => (await readdir(path.join(mntB, 'd1'))).includes('new'), 'the new file to appear on b', 20_000);
+        // A file b has read (its pages in b's kernel cache) and a then changes reads anew on b.
+        assert.equal(await readFile(path.join(mntB, 'd0', 'f1'), 'utf8'), 'file 0/1\n');
+        await writeFile(path.join(mntA, 'd0', 'f1'), 'file 0/1, changed\n');
+        await waitFor(async () => (await readFile(path.join(mntB, 'd0', 'f1'), 'utf8')) === 'file 0/1, changed\n', 'the change to reach b', 20_000);
       } finally {
         await orbitOk('umount', mntA);
       }

@@ -157,6 +157,7 @@ export class SqliteEngine {
       setDentryTarget: p('UPDATE dentries SET ino = ?, type = ? WHERE parent = ? AND name = ?'),
       anyChild: p('SELECT 1 FROM dentries WHERE parent = ? LIMIT 1'),
       list: p('SELECT rowid, name, ino, type FROM dentries WHERE parent = ? AND rowid > ? ORDER BY rowid LIMIT ?'),
+      xattrsOfMany: p('SELECT ino, name, value FROM xattrs WHERE ino IN (SELECT value FROM json_each(?))'),
       listWithAttrs: p('SELECT d.rowid AS rowid, d.name AS name, d.type AS type, i.* FROM dentries d JOIN inodes i ON i.ino = d.ino WHERE d.parent = ? AND d.rowid > ? ORDER BY d.rowid LIMIT ?'),
       volumeByName: p('SELECT * FROM volumes WHERE name = ?'),
       volumes: p('SELECT v.*, a.peer, a.remote_volume, a.synced_to FROM volumes v LEFT JOIN attached_volumes a ON a.volume = v.id ORDER BY v.name'),
@@ -621,7 +622,11 @@ export class SqliteEngine {
     const after = Math.max(0, cookie - 2);
     if (withAttrs) {
       const rows = this.st.listWithAttrs!.all(ino, after, limit - out.length) as Array<InodeRow & { rowid: number; name: string; type: number }>;
-      for (const r of rows) out.push({ name: r.name, ino: r.ino, type: r.type, cookie: r.rowid + 2, attr: toAttr(r) });
+      const xattrs = new Map<Ino, Array<[string, Uint8Array]>>(rows.map((r) => [r.ino, []]));
+      if (rows.length > 0) {
+        for (const x of this.st.xattrsOfMany!.all(JSON.stringify(rows.map((r) => r.ino))) as Array<{ ino: Ino; name: string; value: Buffer }>) xattrs.get(x.ino)!.push([x.name, x.value]);
+      }
+      for (const r of rows) out.push({ name: r.name, ino: r.ino, type: r.type, cookie: r.rowid + 2, attr: toAttr(r), xattrs: xattrs.get(r.ino)! });
     } else {
       const rows = this.st.list!.all(ino, after, limit - out.length) as Array<{ rowid: number; name: string; ino: number; type: number }>;
       for (const r of rows) out.push({ name: r.name, ino: r.ino, type: r.type, cookie: r.rowid + 2 });
