@@ -186,7 +186,7 @@ export class Daemon {
     const volume = (await this.store.meta.volumes()).find((v) => v.name === req.volume);
     const origin = volume?.origin;
     const source = origin
-      ? new RemoteChunks(this.store.chunks, this.store.codec, this.cache, this.fetcher, () => this.sharing.sourcesFor(origin), componentLogger('fetch').child({ volume: req.volume }))
+      ? new RemoteChunks(this.store.chunks, this.store.codec, this.cache, this.fetcher, () => this.sharing.sourcesFor(origin), (id) => this.real.holds(id), componentLogger('fetch').child({ volume: req.volume }))
       : undefined;
     const mounted = await mountVolume(this.store, {
       volume: req.volume,

@@ -41,6 +41,9 @@ export class RealFiles {
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly failed = new Map<string, number>();
+  /** Chunks of attached volumes that the pool holds, as of the last round and what it did since
+   * (undefined before the first round ends). */
+  private storedHere: Set<ChunkId> | undefined;
   private stopped = false;
 
   constructor(
@@ -85,6 +88,12 @@ export class RealFiles {
     return this.round;
   }
 
+  /** Whether the pool holds a chunk of an attached volume: true, false, or undefined when not
+   * known yet (before the first round). Spares a read the pool's lookups for a chunk it lacks. */
+  holds(id: ChunkId): boolean | undefined {
+    return this.storedHere?.has(id);
+  }
+
   /** Each attached volume: bytes Real, cached and only remote, and how far its Real files are. */
   async realness(): Promise<Realness[]> {
     return realnessOf(this.store, (id) => this.cache.has(id), this.failed);
@@ -99,6 +108,9 @@ export class RealFiles {
       await this.fill(v.name, v.origin!, chunks.filter((c) => c.storedSize === 0));
     }
     for (const v of attached) await this.release(v.name, real);
+    const stored = new Set<ChunkId>();
+    for (const v of attached) for (const c of await this.store.meta.volumeChunks(v.name)) if (c.storedSize > 0) stored.add(c.id);
+    this.storedHere = stored;
   }
 
   /** Stores the chunks of Real files that are not here yet. */
@@ -120,6 +132,7 @@ export class RealFiles {
         const bytes = (await this.fromCache(c.id)) ?? (await this.fetcher.fetchChunk(c.id, () => this.sourcesFor(origin), 'fill')).stored;
         await this.store.chunks.put(c.id, bytes);
         await this.store.meta.setStoredSize([{ id: c.id, storedSize: bytes.length }]);
+        this.storedHere?.add(c.id);
         // In the pool now: the cache's copy only takes room.
         await this.cache.drop(c.id);
         stored++;
@@ -165,6 +178,7 @@ export class RealFiles {
       }
       // Into the cache if it has room (else it is simply a peer's again), then out of the pool.
       await this.cache.put(c.id, bytes).catch(() => false);
+      this.storedHere?.delete(c.id);
       await this.store.meta.setStoredSize([{ id: c.id, storedSize: 0 }]);
       await this.store.chunks.delete(c.id);
       // A local write of the same content may have found it in the pool meanwhile (it pins it
@@ -172,6 +186,7 @@ export class RealFiles {
       if (await this.store.meta.keptByThisStore(c.id)) {
         await this.store.chunks.put(c.id, bytes);
         await this.store.meta.setStoredSize([{ id: c.id, storedSize: bytes.length }]);
+        this.storedHere?.add(c.id);
         continue;
       }
       moved++;

@@ -1,8 +1,10 @@
 // The chunk source of a volume attached from a peer (content/chunk-source.ts): a chunk is read
-// from the pool when this store holds it (a pinned file's, or one a local file shares), else from
-// the cache of fetched chunks, else fetched from the peers (chunk-fetcher.ts). The chunk is
-// protected in the cache while it is being read, and a cached copy that fails its check is
-// dropped and fetched again.
+// from the cache of fetched chunks, else from the pool when this store holds it (a Real file's),
+// else fetched from the peers (chunk-fetcher.ts). The pool is asked only for chunks it is known to
+// hold (a miss costs it a lookup on every disk), or when that is not known yet, or as a last
+// resort when no peer can serve the chunk (a chunk a file of this store's own volumes shares).
+// The chunk is protected in the cache while it is being read, and a cached copy that fails its
+// check is dropped and fetched again.
 import type { ChunkSource, Urgency } from '../content/chunk-source.js';
 import type { CodecPool } from '../content/codec-pool.js';
 import type { Logger } from '../log.js';
@@ -18,13 +20,27 @@ export class RemoteChunks implements ChunkSource {
     private readonly fetcher: ChunkFetcher,
     /** The peers that may hold the volume's chunks, as of now. */
     private readonly sources: () => FetchSource[],
+    /** Whether the pool holds a chunk (undefined: not known yet). */
+    private readonly poolHolds: (id: ChunkId) => boolean | undefined,
     private readonly log: Logger,
   ) {}
 
   async plain(id: ChunkId, urgency: Urgency): Promise<Buffer> {
     const release = this.cache.protect(id);
     try {
-      return (await this.cached(id)) ?? (await this.pooled(id)) ?? (await this.fetcher.fetch(id, this.sources, urgency));
+      const cached = await this.cached(id);
+      if (cached) return cached;
+      const inPool = this.poolHolds(id) !== false;
+      const pooled = inPool ? await this.pooled(id) : undefined;
+      if (pooled) return pooled;
+      try {
+        return await this.fetcher.fetch(id, this.sources, urgency);
+      } catch (err) {
+        if (inPool || (err as Error).name !== 'ChunkUnavailableError') throw err;
+        const last = await this.pooled(id);
+        if (last) return last;
+        throw err;
+      }
     } finally {
       release();
     }
