@@ -135,8 +135,7 @@ export class ChunkFetcher {
   hurry(id: ChunkId): void {
     const f = this.fetches.get(id);
     if (!f || f.started) return;
-    const q = this.queued[f.urgency as 'prefetch' | 'fill'];
-    q.splice(q.indexOf(f), 1);
+    this.dequeue(f);
     f.urgency = 'read';
     this.start(f);
   }
@@ -146,16 +145,16 @@ export class ChunkFetcher {
     return new Map([...this.stats].map(([k, v]) => [k, { ...v }]));
   }
 
-  /** Fetches waiting for a slot, and background ones in flight. */
-  get backlog(): { queued: number; inFlight: number } {
-    return { queued: this.queued.prefetch.length + this.queued.fill.length, inFlight: this.backgroundInFlight };
-  }
-
   private requeue(f: Fetch, urgency: 'prefetch' | 'fill'): void {
-    const from = this.queued[f.urgency as 'prefetch' | 'fill'];
-    from.splice(from.indexOf(f), 1);
+    this.dequeue(f);
     f.urgency = urgency;
     this.queued[urgency].push(f);
+  }
+
+  /** Takes a fetch that waits for a slot out of its queue. */
+  private dequeue(f: Fetch): void {
+    const q = this.queued[f.urgency as 'prefetch' | 'fill'];
+    q.splice(q.indexOf(f), 1);
   }
 
   private start(f: Fetch): void {

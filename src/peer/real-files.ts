@@ -107,9 +107,8 @@ export class RealFiles {
       for (const c of chunks) real.add(c.id);
       await this.fill(v.name, v.origin!, chunks.filter((c) => c.storedSize === 0));
     }
-    for (const v of attached) await this.release(v.name, real);
     const stored = new Set<ChunkId>();
-    for (const v of attached) for (const c of await this.store.meta.volumeChunks(v.name)) if (c.storedSize > 0) stored.add(c.id);
+    for (const v of attached) await this.release(v.name, real, stored);
     this.storedHere = stored;
   }
 
@@ -162,12 +161,16 @@ export class RealFiles {
   }
 
   /** Moves chunks stored here that no Real file and no file of this store's volumes holds from
-   * the pool to the cache: Unreal again, evictable. */
-  private async release(volume: string, real: ReadonlySet<ChunkId>): Promise<void> {
+   * the pool to the cache: Unreal again, evictable. Adds those that stay to `stored`. */
+  private async release(volume: string, real: ReadonlySet<ChunkId>, stored: Set<ChunkId>): Promise<void> {
     let moved = 0;
     for (const c of await this.store.meta.volumeChunks(volume)) {
       if (this.stopped) return;
-      if (c.storedSize === 0 || real.has(c.id) || (await this.store.meta.keptByThisStore(c.id))) continue;
+      if (c.storedSize === 0) continue;
+      if (real.has(c.id) || (await this.store.meta.keptByThisStore(c.id))) {
+        stored.add(c.id);
+        continue;
+      }
       let bytes: Buffer;
       try {
         bytes = await this.store.chunks.get(c.id);
@@ -187,6 +190,7 @@ export class RealFiles {
         await this.store.chunks.put(c.id, bytes);
         await this.store.meta.setStoredSize([{ id: c.id, storedSize: bytes.length }]);
         this.storedHere?.add(c.id);
+        stored.add(c.id);
         continue;
       }
       moved++;

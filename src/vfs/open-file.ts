@@ -65,7 +65,9 @@ export class OpenFile {
   /** Ranges being committed: still read from here until the commit lands. */
   private committing: Dirty[] = [];
   private dirtyBytes = 0;
-  private extentCache: { start: number; end: number; extents: Extent[] } | undefined;
+  /** Committed extents of a window of the file: the one the reader is in, and the one prefetch
+   * looks at ahead of it (kept apart, so that neither moves the other's window). */
+  private readonly extentWindows: Record<'reader' | 'ahead', ExtentWindow | undefined> = { reader: undefined, ahead: undefined };
   /** The size as the running commit sees it: committed bytes and the ranges being committed.
    * Writes that arrive meanwhile are the next commit's: this one neither reads nor re-chunks them. */
   private horizon = 0;
@@ -122,9 +124,9 @@ export class OpenFile {
     for (const [from, to] of ranges) {
       if (from >= this.size) continue;
       const end = Math.min(to, this.size);
-      const c = this.extentCache;
-      const extents = c && c.start <= from && c.end >= end ? c.extents : await this.parts.meta.extents(this.ino, from, end - from);
-      for (const e of extents) if (e.offset < end && e.offset + e.length > from) this.parts.cache.prefetch(e.chunk);
+      const reader = this.extentWindows.reader;
+      const inReader = reader !== undefined && reader.start <= from && reader.end >= end;
+      for (const e of await this.extentsIn(from, end - from, inReader ? 'reader' : 'ahead')) this.parts.cache.prefetch(e.chunk);
     }
   }
 
@@ -157,7 +159,7 @@ export class OpenFile {
     await this.commit();
     await this.parts.meta.setattr(this.ino, { size });
     this.size = size;
-    this.extentCache = undefined;
+    this.forgetExtents();
   }
 
   /** Makes [offset, offset + length) a hole (reads as zeros), growing the file to its end
@@ -169,7 +171,7 @@ export class OpenFile {
     const size = Math.max(this.size, end);
     await this.parts.meta.writeExtents(this.ino, offset, end - offset, [], [], size, now(), 0);
     this.size = size;
-    this.extentCache = undefined;
+    this.forgetExtents();
   }
 
   private async commitDirty(): Promise<void> {
@@ -189,7 +191,7 @@ export class OpenFile {
       this.committing = [];
       throw err;
     } finally {
-      this.extentCache = undefined;
+      this.forgetExtents();
     }
   }
 
@@ -296,7 +298,7 @@ export class OpenFile {
       await this.parts.meta.unpinChunks(token).catch(() => undefined);
       throw err;
     }
-    this.extentCache = undefined;
+    this.forgetExtents();
     return next;
   }
 
@@ -358,14 +360,21 @@ export class OpenFile {
     return last && last.offset + last.length > offset ? Math.min(last.offset + last.length, this.horizon) : this.horizon;
   }
 
-  private async extentsIn(offset: number, length: number): Promise<Extent[]> {
+  private async extentsIn(offset: number, length: number, window: 'reader' | 'ahead' = 'reader'): Promise<Extent[]> {
     const end = offset + length;
-    const c = this.extentCache;
+    let c = this.extentWindows[window];
     if (!c || offset < c.start || end > c.end) {
       const windowEnd = offset + Math.max(length, EXTENT_WINDOW);
-      this.extentCache = { start: offset, end: windowEnd, extents: await this.parts.meta.extents(this.ino, offset, windowEnd - offset) };
+      c = { start: offset, end: windowEnd, extents: await this.parts.meta.extents(this.ino, offset, windowEnd - offset) };
+      this.extentWindows[window] = c;
     }
-    return this.extentCache!.extents.filter((e) => e.offset < end && e.offset + e.length > offset);
+    return c.extents.filter((e) => e.offset < end && e.offset + e.length > offset);
+  }
+
+  /** The file's committed extents changed: the windows are stale. */
+  private forgetExtents(): void {
+    this.extentWindows.reader = undefined;
+    this.extentWindows.ahead = undefined;
   }
 
   /** Committed bytes of [offset, end): slices of chunks, zeros for holes. */
@@ -385,6 +394,12 @@ export class OpenFile {
     if (pos < end) parts.push(zeros(end - pos));
     return parts;
   }
+}
+
+interface ExtentWindow {
+  start: number;
+  end: number;
+  extents: Extent[];
 }
 
 function chunkInfo(c: EncodedPiece): ChunkInfo {
