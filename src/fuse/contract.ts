@@ -50,6 +50,10 @@ export interface Entry {
   entryTimeout?: number;
   /** Seconds the kernel may cache the attributes; the session's default if absent. */
   attrTimeout?: number;
+  /** The inode has no extended attributes (none outside SessionOptions.computedXattrs): the
+   * session answers getxattr for it with ENODATA itself, without asking, until a setxattr or
+   * removexattr on it, or FuseSession.xattrsChanged. */
+  noXattrs?: boolean;
 }
 
 export interface AttrReply {
@@ -215,6 +219,14 @@ export interface SessionOptions {
   explicitInvalData?: boolean;
   posixAcl?: boolean;
   handleKillpriv?: boolean;
+  /** Prefixes of the extended attribute names the filesystem keeps (e.g. 'user.'). getxattr,
+   * setxattr and removexattr of other names are answered EOPNOTSUPP by the session, as Linux
+   * filesystems answer system.posix_acl_access when they keep no ACLs (ls -l then stops asking
+   * for every file). Default: every name goes to the filesystem. */
+  xattrNamespaces?: readonly string[];
+  /** Extended attributes under this prefix are derived by the filesystem, not stored: getxattr
+   * of them is always asked, even for inodes that came with noXattrs. */
+  computedXattrs?: string;
   /** Default entry/attribute cache times for replies that give none. Default 1 s. */
   entryTimeout?: number;
   attrTimeout?: number;

@@ -13,6 +13,8 @@ export interface EntryDefaults {
 /** A readdir reply being filled: add entries until one does not fit. */
 export class DirentWriter {
   readonly buffer: Buffer;
+  /** Inodes of accepted entries that came with noXattrs. */
+  readonly noXattrs: number[] = [];
   private used = 0;
 
   constructor(
@@ -53,6 +55,7 @@ export class DirentWriter {
       putTimeout(b, o + 16, o + 32, entry.entryTimeout ?? this.defaults.entryTimeout);
       putTimeout(b, o + 24, o + 36, entry.attrTimeout ?? this.defaults.attrTimeout);
       putAttr(b, o + 40, attr);
+      if (entry.noXattrs) this.noXattrs.push(attr.ino);
       this.putDirent(o + ENTRY_OUT, name, nameLen, attr.ino, attr.mode, nextOffset, size - ENTRY_OUT);
     } else {
       b.fill(0, o, o + ENTRY_OUT);

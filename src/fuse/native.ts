@@ -7,12 +7,14 @@ type Id = number;
 
 export interface NativeBinding {
   setScratch(buffer: ArrayBuffer): void;
-  createSession(dispatch: (s1?: string, s2?: string, data?: Buffer) => void, options: number[]): NativeSession;
+  createSession(dispatch: (s1?: string, s2?: string, data?: Buffer) => void, options: number[], computedXattrs?: string, xattrNamespaces?: readonly string[]): NativeSession;
   mount(session: NativeSession, mountpoint: string, options: string): Promise<void>;
   unmount(mountpoint: string, lazy: boolean): Promise<void>;
   unmountSync(mountpoint: string): number;
   notify(session: NativeSession, kind: number, ino: number, a: number, b: number | string): Promise<number>;
   libfuseVersion(): number;
+  markNoXattrs(session: NativeSession, inos: Float64Array): void;
+  unmarkNoXattrs(session: NativeSession, ino: number): void;
   replyErr(id: Id, errno: number): boolean;
   replyEntry(id: Id): boolean;
   replyCreate(id: Id, fh: number, openBits: number): boolean;

@@ -228,7 +228,7 @@ export class FuseSession {
       posixAcl: tri(options.posixAcl),
       handleKillpriv: tri(options.handleKillpriv),
     };
-    this.handle = native.createSession(this.dispatch, SESSION_OPTION_ORDER.map((k) => values[k]));
+    this.handle = native.createSession(this.dispatch, SESSION_OPTION_ORDER.map((k) => values[k]), options.computedXattrs, options.xattrNamespaces);
   }
 
   /** Mounts at `mountpoint`; resolves once the kernel has completed init and requests flow. */
@@ -355,7 +355,7 @@ export class FuseSession {
     const name = s1 ?? '';
     switch (op) {
       case Op.Lookup:
-        return this.settle(id, op, fs.lookup?.(ctx, a(0), name), this.replyEntry);
+        return this.settle(id, op, fs.lookup?.(ctx, a(0), name), this.entryReply());
       case Op.Getattr:
         return this.settle(id, op, fs.getattr?.(ctx, a(0), a(1) < 0 ? undefined : a(1)), this.replyAttr);
       case Op.Setattr:
@@ -363,19 +363,19 @@ export class FuseSession {
       case Op.Readlink:
         return this.settle(id, op, fs.readlink?.(ctx, a(0)), this.replyReadlink);
       case Op.Mknod:
-        return this.settle(id, op, fs.mknod?.(ctx, a(0), name, a(1), a(2)), this.replyEntry);
+        return this.settle(id, op, fs.mknod?.(ctx, a(0), name, a(1), a(2)), this.entryReply());
       case Op.Mkdir:
-        return this.settle(id, op, fs.mkdir?.(ctx, a(0), name, a(1)), this.replyEntry);
+        return this.settle(id, op, fs.mkdir?.(ctx, a(0), name, a(1)), this.entryReply());
       case Op.Unlink:
         return this.settle(id, op, fs.unlink?.(ctx, a(0), name), this.replyOk);
       case Op.Rmdir:
         return this.settle(id, op, fs.rmdir?.(ctx, a(0), name), this.replyOk);
       case Op.Symlink:
-        return this.settle(id, op, fs.symlink?.(ctx, a(0), name, s2 ?? ''), this.replyEntry);
+        return this.settle(id, op, fs.symlink?.(ctx, a(0), name, s2 ?? ''), this.entryReply());
       case Op.Rename:
         return this.settle(id, op, fs.rename?.(ctx, a(0), name, a(1), s2 ?? '', a(2)), this.replyOk);
       case Op.Link:
-        return this.settle(id, op, fs.link?.(ctx, a(0), a(1), name), this.replyEntry);
+        return this.settle(id, op, fs.link?.(ctx, a(0), a(1), name), this.entryReply());
       case Op.Open:
         return this.settle(id, op, fs.open?.(ctx, a(0), a(1)), this.replyOpen);
       case Op.Read:
@@ -395,7 +395,11 @@ export class FuseSession {
         const plus = op === Op.Readdirplus;
         const out = new DirentWriter(a(1), plus, this.defaults);
         const done = plus ? fs.readdirplus?.(ctx, a(0), a(3), a(2), out) : fs.readdir?.(ctx, a(0), a(3), a(2), out);
-        return this.settle(id, op, done, () => native.replyBuf(id, out.buffer, out.length));
+        const epoch = this.xattrEpoch;
+        return this.settle(id, op, done, () => {
+          if (out.noXattrs.length > 0 && epoch === this.xattrEpoch) native.markNoXattrs(this.handle, Float64Array.from(out.noXattrs));
+          native.replyBuf(id, out.buffer, out.length);
+        });
       }
       case Op.Releasedir:
         return this.settle(id, op, fs.releasedir?.(ctx, a(0), a(1)), this.replyOk);
@@ -404,7 +408,7 @@ export class FuseSession {
       case Op.Statfs:
         return this.settle(id, op, fs.statfs?.(ctx, a(0)), this.replyStatfs);
       case Op.Setxattr:
-        return this.settle(id, op, fs.setxattr?.(ctx, a(0), name, data ?? Buffer.alloc(0), a(1)), this.replyOk);
+        return this.settle(id, op, this.changingXattrs(a(0), fs.setxattr?.(ctx, a(0), name, data ?? Buffer.alloc(0), a(1))), this.replyOk);
       case Op.Getxattr: {
         const size = a(1);
         return this.settle(id, op, fs.getxattr?.(ctx, a(0), name), (rid, value: Uint8Array) => this.replySized(rid, value, size));
@@ -415,11 +419,11 @@ export class FuseSession {
           this.replySized(rid, names.length ? Buffer.from(names.join('\0') + '\0', this.utf8 ? 'utf8' : 'latin1') : Buffer.alloc(0), size));
       }
       case Op.Removexattr:
-        return this.settle(id, op, fs.removexattr?.(ctx, a(0), name), this.replyOk);
+        return this.settle(id, op, this.changingXattrs(a(0), fs.removexattr?.(ctx, a(0), name)), this.replyOk);
       case Op.Access:
         return this.settle(id, op, fs.access?.(ctx, a(0), a(1)), this.replyOk);
       case Op.Create:
-        return this.settle(id, op, fs.create?.(ctx, a(0), name, a(1), a(2)), this.replyCreate);
+        return this.settle(id, op, fs.create?.(ctx, a(0), name, a(1), a(2)), this.createReply());
       case Op.Fallocate:
         return this.settle(id, op, fs.fallocate?.(ctx, a(0), a(4), a(1), a(2), a(3)), this.replyOk);
       case Op.Lseek:
@@ -505,6 +509,54 @@ export class FuseSession {
       this.log.error({ err, op: OP_NAMES[op] }, 'handler failed; answered EIO');
     }
     native.replyErr(id, errno);
+  }
+
+  // ---- inodes without extended attributes ----
+  // The binding answers getxattr itself for inodes marked as having none (Entry.noXattrs). A mark
+  // must never outlive a change: a change that completes while an entry is on its way (its
+  // noXattrs read before the change) bumps the epoch, and the entry's reply then marks nothing;
+  // an entry replied before the change completes is unmarked by the change itself.
+
+  /** Bumped whenever extended attributes may have changed. */
+  private xattrEpoch = 0;
+
+  /** Tells the session that an inode's extended attributes may have changed other than by a
+   * setxattr or removexattr through it (a peer's changes, say). */
+  xattrsChanged(ino: number): void {
+    this.xattrEpoch++;
+    native.unmarkNoXattrs(this.handle, ino);
+  }
+
+  private changingXattrs(ino: number, change: Result<void> | undefined): Result<void> | undefined {
+    if (!(change instanceof Promise)) {
+      this.xattrsChanged(ino);
+      return change;
+    }
+    return change.finally(() => this.xattrsChanged(ino));
+  }
+
+  private markNoXattrs(ino: number, epoch: number): void {
+    if (epoch !== this.xattrEpoch) return;
+    this.oneIno[0] = ino;
+    native.markNoXattrs(this.handle, this.oneIno);
+  }
+
+  private readonly oneIno = new Float64Array(1);
+
+  private entryReply(): Reply<Entry> {
+    const epoch = this.xattrEpoch;
+    return (id, e) => {
+      if (e.noXattrs) this.markNoXattrs(e.attr.ino, epoch);
+      this.replyEntry(id, e);
+    };
+  }
+
+  private createReply(): Reply<CreateReply> {
+    const epoch = this.xattrEpoch;
+    return (id, c) => {
+      if (c.noXattrs) this.markNoXattrs(c.attr.ino, epoch);
+      this.replyCreate(id, c);
+    };
   }
 
   // ---- replies ----

@@ -145,6 +145,9 @@ export class MetaClient implements MetaEngine {
     const [parent, name, node] = a;
     const made = await this.engine.create(...a);
     this.names.set(nameKey(parent, name), made.attr.ino);
+    // A new inode has no extended attributes but the inherited ones (asked of the engine anyway).
+    this.xattrs.set(made.attr.ino, new Map());
+    this.xattrsComplete.set(made.attr.ino, true);
     if (node.type === FileType.Directory) this.complete.add(made.attr.ino);
     this.keep(made.attr);
     return this.keepDirs(made);
@@ -269,6 +272,16 @@ export class MetaClient implements MetaEngine {
   }
 
   listxattr: MetaEngine['listxattr'] = (...a) => this.engine.listxattr(...a);
+
+  /** Whether the inode is known here to have no extended attributes but ones named under
+   * `prefix`. (false: it has others, or this process does not know.) */
+  hasNoXattrsBut(ino: Ino, prefix: string): boolean {
+    if (!this.xattrsComplete.get(ino)) return false;
+    const names = this.xattrs.get(ino);
+    if (!names) return false;
+    for (const [name, value] of names) if (value !== null && !name.startsWith(prefix)) return false;
+    return true;
+  }
 
   async setxattr(ino: Ino, name: string, value: Uint8Array, flags: number): Promise<void> {
     await this.engine.setxattr(ino, name, value, flags);

@@ -26,12 +26,16 @@ export const enum FileType {
   BlockDevice = 0o060000,
 }
 
-/** Extended attributes a new file or directory takes from the directory it is made in: Orbit's
- * settings that hold for a tree (a redundancy policy set on a directory covers what is made in
- * it later). */
+/** Orbit's own extended attributes are named under this prefix: settings (a policy, a pin), some
+ * derived rather than stored. */
+export const ORBIT_XATTRS = 'user.orbit.';
+
 /** Real (1) or Unreal (0), on a file or directory of an attached volume (orbit pin / unpin). */
 export const PIN_XATTR = 'user.orbit.pin';
 
+/** Extended attributes a new file or directory takes from the directory it is made in: Orbit's
+ * settings that hold for a tree (a redundancy policy set on a directory covers what is made in
+ * it later). Only Orbit's own: a new inode has no others. */
 export const INHERITED_XATTRS: readonly string[] = ['user.orbit.policy'];
 
 /** Longest name, in bytes (ENAMETOOLONG beyond). */

@@ -13,8 +13,8 @@ import { Heat } from '../pool/heat.js';
 import { StoreError, type Store } from '../store/store.js';
 import { TierMover } from '../store/tier-mover.js';
 import type { ChunkSource } from '../content/chunk-source.js';
-import type { Ino } from '../meta/contract.js';
-import { VolumeFs } from './volume-fs.js';
+import { ORBIT_XATTRS, type Ino } from '../meta/contract.js';
+import { VolumeFs, XATTR_NAMESPACES } from './volume-fs.js';
 
 /** How often the heat of chunks read is saved (a crash loses at most this much of it). */
 const HEAT_SAVE_MS = 60_000;
@@ -95,6 +95,9 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
       // Orbit serves its own caches; the kernel's entry and attribute caches save round trips.
       entryTimeout: 1,
       attrTimeout: 1,
+      // Orbit's own attributes (a file's pin, say) are answered by VolumeFs whatever is stored.
+      computedXattrs: ORBIT_XATTRS,
+      xattrNamespaces: XATTR_NAMESPACES,
       // The session would unmount and die of the signal; a volume must also sync: see below.
       handleSignals: false,
       // A volume attached from a peer is the peer's to change: VolumeFs refuses writes (EROFS),
@@ -137,6 +140,7 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
     invalidate: async (inos) => {
       for (const ino of inos) {
         // An inode the kernel never looked up is nothing to drop (ENOENT): not an error.
+        session.xattrsChanged(fs.toFuse(ino));
         await session.notifyInvalInode(fs.toFuse(ino)).catch(() => undefined);
       }
     },

@@ -24,7 +24,7 @@ import { formatPolicy, parsePolicy, PolicyError } from '../pool/policy.js';
 import { ownPolicy, POLICY_XATTR } from '../store/policies.js';
 import type { Store } from '../store/store.js';
 import { ChunkCache } from './chunk-cache.js';
-import { PIN_XATTR } from '../meta/contract.js';
+import { ORBIT_XATTRS, PIN_XATTR } from '../meta/contract.js';
 import { poolChunks, type ChunkSource } from '../content/chunk-source.js';
 import { OpenFile, type ContentParts } from './open-file.js';
 
@@ -36,6 +36,10 @@ const BLKSIZE = 1024 * 1024;
 const READDIR_PAGE = 256;
 /** Keeping a large write's buffer costs a pinned 1 MiB request buffer; smaller ones are copied. */
 const KEEP_AT_LEAST = 128 * 1024;
+/** The extended attribute namespaces a volume keeps. Not system.* (ACLs: Orbit does not do them),
+ * which is EOPNOTSUPP, as on a Linux filesystem mounted without ACLs. */
+export const XATTR_NAMESPACES: readonly string[] = ['user.', 'trusted.', 'security.'];
+const kept = (name: string): boolean => XATTR_NAMESPACES.some((ns) => name.startsWith(ns));
 /** open(2)'s access mode bits (Node's fs.constants lacks it). */
 const O_ACCMODE = 0o3;
 const FALLOC_FL_KEEP_SIZE = 0x01;
@@ -47,6 +51,8 @@ export class VolumeFs implements FuseOperations {
   private readonly openFiles = new Map<Ino, OpenFile>();
   private readonly parts: ContentParts;
   private nextFh = 1;
+  /** Open directories (by handle) listed to their end: the cookie after their last entry. */
+  private readonly listedToEnd = new Map<number, number>();
 
   constructor(
     private readonly store: Store,
@@ -82,7 +88,7 @@ export class VolumeFs implements FuseOperations {
   }
 
   private entry(a: InodeAttr): Entry {
-    return { attr: this.attr(a), generation: a.generation };
+    return { attr: this.attr(a), generation: a.generation, noXattrs: this.store.meta.hasNoXattrsBut(a.ino, ORBIT_XATTRS) };
   }
 
   // ---- names ----
@@ -240,27 +246,31 @@ export class VolumeFs implements FuseOperations {
     return { fh: this.nextFh++ };
   }
 
-  async releasedir(_ctx: RequestContext, ino: number): Promise<void> {
+  async releasedir(_ctx: RequestContext, ino: number, fh: number): Promise<void> {
+    this.listedToEnd.delete(fh);
     await this.store.meta.release(this.toMeta(ino));
   }
 
-  async readdir(_ctx: RequestContext, ino: number, _fh: number, offset: number, out: DirentWriter): Promise<void> {
-    await this.list(ino, offset, out);
+  async readdir(_ctx: RequestContext, ino: number, fh: number, offset: number, out: DirentWriter): Promise<void> {
+    await this.list(ino, fh, offset, out);
   }
 
-  async readdirplus(_ctx: RequestContext, ino: number, _fh: number, offset: number, out: DirentWriter): Promise<void> {
-    await this.list(ino, offset, out);
+  async readdirplus(_ctx: RequestContext, ino: number, fh: number, offset: number, out: DirentWriter): Promise<void> {
+    await this.list(ino, fh, offset, out);
   }
 
   async fsyncdir(): Promise<void> {
     await this.store.sync();
   }
 
-  private async list(ino: number, cookie: number, out: DirentWriter): Promise<void> {
+  /** Every listing ends with a request for what comes after the last entry. An open directory
+   * listed to its end answers that at once (POSIX leaves entries added since opendir or
+   * rewinddir unspecified); rewinddir starts again at 0. */
+  private async list(ino: number, fh: number, cookie: number, out: DirentWriter): Promise<void> {
+    if (this.listedToEnd.get(fh) === cookie) return;
     const dir = this.toMeta(ino);
     for (;;) {
       const page = await this.store.meta.readdir(dir, cookie, READDIR_PAGE, out.plus);
-      if (page.length === 0) return;
       for (const e of page) {
         const fits = out.plus && e.attr
           ? out.addPlus(e.name, this.entry(e.attr), e.cookie)
@@ -268,12 +278,17 @@ export class VolumeFs implements FuseOperations {
         if (!fits) return;
         cookie = e.cookie;
       }
+      if (page.length < READDIR_PAGE) {
+        this.listedToEnd.set(fh, cookie);
+        return;
+      }
     }
   }
 
   // ---- extended attributes ----
 
   async getxattr(_ctx: RequestContext, ino: number, name: string): Promise<Uint8Array> {
+    if (!kept(name)) throw new FuseError('EOPNOTSUPP');
     if (name === PIN_XATTR && this.attached) return Buffer.from((await this.store.meta.isReal(this.toMeta(ino))).real ? '1' : '0');
     return this.store.meta.getxattr(this.toMeta(ino), name);
   }
@@ -286,7 +301,7 @@ export class VolumeFs implements FuseOperations {
   }
 
   async setxattr(_ctx: RequestContext, ino: number, name: string, value: Buffer, flags: number): Promise<void> {
-    if (!/^(user|trusted|security)\./.test(name)) throw new FuseError('EOPNOTSUPP');
+    if (!kept(name)) throw new FuseError('EOPNOTSUPP');
     if (name === PIN_XATTR) return this.setReal(ino, value.toString('utf8'));
     this.refuseWrites();
     if (name === POLICY_XATTR) return this.setPolicy(this.toMeta(ino), value.toString('utf8'), flags);
@@ -294,6 +309,7 @@ export class VolumeFs implements FuseOperations {
   }
 
   async removexattr(_ctx: RequestContext, ino: number, name: string): Promise<void> {
+    if (!kept(name)) throw new FuseError('EOPNOTSUPP');
     if (name === PIN_XATTR) return this.setReal(ino, undefined);
     this.refuseWrites();
     if (name === POLICY_XATTR) return this.setPolicy(this.toMeta(ino), undefined, 0);

@@ -1,11 +1,26 @@
 // Init choices: the writeback cache batches small writes into large requests; max_write is what
-// the kernel agreed.
+// the kernel agreed. Extended attributes: names outside the filesystem's namespaces are refused by
+// the binding, and inodes that came without attributes have getxattr answered without a request.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import type { CreateReply } from '../../src/fuse/contract.js';
+import { py } from '../helpers.js';
 import { mountMemFs } from './memfs-mount.js';
+
+/** The name of an errno number, as Node knows it (ENOTSUP and EOPNOTSUPP are one on Linux). */
+const errnoName = (n: number): string => Object.entries(constants.errno).find(([name, v]) => v === n && name !== 'ENOTSUP')![0];
+
+/** getxattr through the mount: the value, or the errno's name. */
+async function getxattr(file: string, name: string): Promise<string> {
+  const r = await py('import os, sys\ntry:\n  print(os.getxattr(sys.argv[1], sys.argv[2]).decode())\nexcept OSError as e:\n  print(-e.errno)', file, name);
+  assert.equal(r.code, 0, r.stderr);
+  const out = r.stdout.trim();
+  return /^-\d+$/.test(out) ? errnoName(-Number(out)) : out;
+}
 
 describe('session options', () => {
   it('with the writeback cache, 4 KiB application writes reach the handler in large requests', async () => {
@@ -49,6 +64,49 @@ describe('session options', () => {
       await fh.close();
       assert.equal(m.session.connection?.maxWrite, 128 * 1024);
       assert.equal(Math.max(...sizes), 128 * 1024);
+    } finally {
+      await m.close();
+    }
+  });
+
+  it('answers getxattr itself for inodes without extended attributes, and refuses names outside its namespaces', async () => {
+    const asked: string[] = [];
+    const m = await mountMemFs({ xattrNamespaces: ['user.', 'security.'], computedXattrs: 'user.derived.' }, (fs) => {
+      // A new file has no attributes: say so with the entry.
+      const create = fs.create.bind(fs);
+      fs.create = (ctx, parent, name, mode, flags) => ({ ...(create(ctx, parent, name, mode, flags) as CreateReply), noXattrs: true });
+      const get = fs.getxattr.bind(fs);
+      fs.getxattr = (ctx, ino, name) => {
+        asked.push(name);
+        return get(ctx, ino, name);
+      };
+    });
+    try {
+      const file = path.join(m.dir, 'plain');
+      await (await open(file, 'w')).close();
+      assert.equal(await getxattr(file, 'user.a'), 'ENODATA');
+      assert.equal(await getxattr(file, 'security.selinux'), 'ENODATA');
+      assert.deepEqual(asked, [], 'answered by the binding');
+      // Derived attributes are always asked.
+      assert.equal(await getxattr(file, 'user.derived.size'), 'ENODATA');
+      assert.deepEqual(asked, ['user.derived.size']);
+      // Outside the namespaces: not supported, as ACLs on a filesystem without them.
+      assert.equal(await getxattr(file, 'system.posix_acl_access'), 'EOPNOTSUPP');
+      assert.equal(await getxattr(file, 'trusted.x'), 'EOPNOTSUPP');
+      const set = await py('import os, sys\ntry:\n  os.setxattr(sys.argv[1], "system.x", b"1")\nexcept OSError as e:\n  print(e.errno)', file);
+      assert.equal(Number(set.stdout), constants.errno.EOPNOTSUPP);
+      assert.deepEqual(asked, ['user.derived.size']);
+      // A setxattr through the mount ends the answering.
+      await py('import os, sys\nos.setxattr(sys.argv[1], "user.a", b"blue")', file);
+      assert.equal(await getxattr(file, 'user.a'), 'blue');
+      // A change behind the kernel's back is seen once the filesystem says so.
+      const other = path.join(m.dir, 'other');
+      await (await open(other, 'w')).close();
+      const ino = m.fs.inoOf('other');
+      m.fs.setxattr({ uid: 0, gid: 0, pid: 0, umask: 0 }, ino, 'user.b', Buffer.from('green'), 0);
+      assert.equal(await getxattr(other, 'user.b'), 'ENODATA', 'still answered from the mark');
+      m.session.xattrsChanged(ino);
+      assert.equal(await getxattr(other, 'user.b'), 'green');
     } finally {
       await m.close();
     }

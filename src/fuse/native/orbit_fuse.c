@@ -152,6 +152,11 @@ struct session {
   notify_job_t *notify_head, *notify_tail;
   bool notify_stop;
   char last_error[256];
+  /* inodes known to have no extended attributes (see "inodes without extended attributes") */
+  uint64_t *no_xattrs;
+  char *computed_xattrs; /* names under this prefix always go to JS; NULL: none */
+  size_t computed_xattrs_len;
+  char **xattr_namespaces; /* NULL-terminated prefixes of the names JS keeps; NULL: all names */
 };
 
 /* ---- global state ---- */
@@ -172,6 +177,44 @@ static uint64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- inodes without extended attributes ----
+ * ls -l asks for two attributes of every file (security.selinux, system.posix_acl_access) and the
+ * kernel asks for security.capability before a file's first write; almost no inode has any. JS
+ * marks the inodes it knows to have none when it hands them to the kernel (readdirplus, lookup,
+ * create), and their getxattr is answered ENODATA here, on the FUSE thread, with no trip to JS.
+ * A direct-mapped table of inode numbers, read and written with atomics: a collision only drops a
+ * mark (the request then goes to JS, which knows), never makes one up. Marks go on setxattr and
+ * removexattr (here, as they arrive, and by JS once they are done), on forget, and when JS says so.
+ * Names under the session's computed prefix (attributes the filesystem derives) always go to JS. */
+#define NO_XATTRS_BITS 17
+#define NO_XATTRS_SLOTS (1u << NO_XATTRS_BITS)
+
+static inline uint64_t *no_xattrs_slot(session_t *ss, uint64_t ino) {
+  return &ss->no_xattrs[(ino * 0x9E3779B97F4A7C15ull) >> (64 - NO_XATTRS_BITS)];
+}
+
+static void no_xattrs_mark(session_t *ss, uint64_t ino) {
+  if (ino) __atomic_store_n(no_xattrs_slot(ss, ino), ino, __ATOMIC_RELEASE);
+}
+
+static void no_xattrs_unmark(session_t *ss, uint64_t ino) {
+  uint64_t expected = ino;
+  __atomic_compare_exchange_n(no_xattrs_slot(ss, ino), &expected, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+/* Whether the filesystem keeps attributes of this name at all (others are EOPNOTSUPP). */
+static bool xattr_name_kept(session_t *ss, const char *name) {
+  if (!ss->xattr_namespaces) return true;
+  for (char **ns = ss->xattr_namespaces; *ns; ns++)
+    if (strncmp(name, *ns, strlen(*ns)) == 0) return true;
+  return false;
+}
+
+static bool no_xattrs_known(session_t *ss, uint64_t ino, const char *name) {
+  if (__atomic_load_n(no_xattrs_slot(ss, ino), __ATOMIC_ACQUIRE) != ino) return false;
+  return !ss->computed_xattrs || strncmp(name, ss->computed_xattrs, ss->computed_xattrs_len) != 0;
 }
 
 /* ---- receive buffer pool ----
@@ -537,6 +580,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
 
 /* Forgets need no answer from JS: reply at once so the kernel is never held up, then tell JS. */
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  no_xattrs_unmark(fuse_req_userdata(req), ino);
   BEGIN(OP_FORGET);
   fuse_reply_none(req);
   s->req = NULL;
@@ -546,6 +590,8 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  session_t *ss = fuse_req_userdata(req);
+  for (size_t i = 0; i < count; i++) no_xattrs_unmark(ss, forgets[i].ino);
   BEGIN(OP_FORGET);
   fuse_reply_none(req);
   s->req = NULL;
@@ -764,6 +810,12 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
 
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                         size_t size, int flags) {
+  session_t *ss = fuse_req_userdata(req);
+  if (!xattr_name_kept(ss, name)) {
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  no_xattrs_unmark(ss, ino);
   BEGIN(OP_SETXATTR);
   arg(s, ino);
   arg(s, flags);
@@ -776,6 +828,15 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  session_t *ss = fuse_req_userdata(req);
+  if (!xattr_name_kept(ss, name)) {
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  if (no_xattrs_known(ss, ino, name)) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
   BEGIN(OP_GETXATTR);
   arg(s, ino);
   arg(s, (double)size);
@@ -791,6 +852,12 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
+  session_t *ss = fuse_req_userdata(req);
+  if (!xattr_name_kept(ss, name)) {
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  no_xattrs_unmark(ss, ino);
   BEGIN(OP_REMOVEXATTR);
   arg(s, ino);
   NAME(s1, name);
@@ -1305,6 +1372,11 @@ static void session_unref(session_t *ss) {
   pthread_mutex_destroy(&ss->notify_lock);
   pthread_cond_destroy(&ss->notify_cond);
   free(ss->mountpoint);
+  free(ss->no_xattrs);
+  free(ss->computed_xattrs);
+  if (ss->xattr_namespaces)
+    for (char **ns = ss->xattr_namespaces; *ns; ns++) free(*ns);
+  free(ss->xattr_namespaces);
   free(ss);
 }
 
@@ -1376,8 +1448,8 @@ enum {
 
 /* createSession(dispatch, options: number[]) → session */
 static napi_value js_create_session(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (!g_scratch) {
     napi_throw_error(env, NULL, "createSession: setScratch must be called first");
@@ -1390,7 +1462,31 @@ static napi_value js_create_session(napi_env env, napi_callback_info info) {
     o[i] = num(env, v);
   }
   session_t *ss = calloc(1, sizeof *ss);
-  if (!ss) {
+  if (ss) ss->no_xattrs = calloc(NO_XATTRS_SLOTS, sizeof(uint64_t));
+  if (ss && argc > 2) {
+    napi_valuetype type;
+    napi_typeof(env, argv[2], &type);
+    if (type == napi_string) {
+      ss->computed_xattrs = get_string(env, argv[2], true);
+      if (ss->computed_xattrs) ss->computed_xattrs_len = strlen(ss->computed_xattrs);
+    }
+  }
+  bool is_array = false;
+  if (ss && argc > 3) napi_is_array(env, argv[3], &is_array);
+  if (is_array) {
+    uint32_t n = 0;
+    napi_get_array_length(env, argv[3], &n);
+    ss->xattr_namespaces = calloc(n + 1, sizeof(char *));
+    for (uint32_t i = 0; ss->xattr_namespaces && i < n; i++) {
+      napi_value v;
+      napi_get_element(env, argv[3], i, &v);
+      ss->xattr_namespaces[i] = get_string(env, v, true);
+      if (!ss->xattr_namespaces[i]) ss->xattr_namespaces[i] = strdup("");
+    }
+  }
+  if (!ss || !ss->no_xattrs) {
+    if (ss) free(ss->no_xattrs);
+    free(ss);
     napi_throw_error(env, "ENOMEM", "createSession: out of memory");
     return NULL;
   }
@@ -1710,6 +1806,40 @@ static napi_value js_set_scratch(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* markNoXattrs(session, inos: Float64Array): these inodes have no extended attributes. */
+static napi_value js_mark_no_xattrs(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session_t *ss = session_of(env, argv[0]);
+  napi_typedarray_type type;
+  size_t n, offset;
+  void *data;
+  napi_value ab;
+  if (!ss || napi_get_typedarray_info(env, argv[1], &type, &n, &data, &ab, &offset) != napi_ok ||
+      type != napi_float64_array) {
+    napi_throw_type_error(env, NULL, "markNoXattrs: needs a session and a Float64Array");
+    return NULL;
+  }
+  const double *inos = data;
+  for (size_t i = 0; i < n; i++) no_xattrs_mark(ss, (uint64_t)inos[i]);
+  return NULL;
+}
+
+/* unmarkNoXattrs(session, ino): the inode's extended attributes may have changed. */
+static napi_value js_unmark_no_xattrs(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session_t *ss = session_of(env, argv[0]);
+  if (!ss) {
+    napi_throw_type_error(env, NULL, "unmarkNoXattrs: no session");
+    return NULL;
+  }
+  no_xattrs_unmark(ss, (uint64_t)num(env, argv[1]));
+  return NULL;
+}
+
 static napi_value js_libfuse_version(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value v;
@@ -1730,6 +1860,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
     FN("unmountSync", js_unmount_sync),
     FN("notify", js_notify),
     FN("libfuseVersion", js_libfuse_version),
+    FN("markNoXattrs", js_mark_no_xattrs),
+    FN("unmarkNoXattrs", js_unmark_no_xattrs),
     FN("replyErr", js_reply_err),
     FN("replyEntry", js_reply_entry),
     FN("replyCreate", js_reply_create),

@@ -6,8 +6,10 @@ import { componentLogger, type Logger } from '../../log.js';
 import { startWorker } from '../../threads.js';
 import { MetaError, type MetaEngine, type VolumeChanges } from '../contract.js';
 import type { SqliteEngine } from './engine.js';
+import { unpackListing, type PackedListing } from './listing.js';
 
-type Method = keyof MetaEngine & keyof SqliteEngine;
+/** The engine's methods, and readdir with attributes packed for the crossing (listing.ts). */
+type Method = (keyof MetaEngine & keyof SqliteEngine) | 'readdirPacked';
 
 export interface EngineRequest {
   seq: number;
@@ -115,7 +117,8 @@ export class SqliteMeta implements MetaEngine {
   rmdir: MetaEngine['rmdir'] = (...a) => this.call('rmdir', a);
   rename: MetaEngine['rename'] = (...a) => this.call('rename', a);
   readlink: MetaEngine['readlink'] = (...a) => this.call('readlink', a);
-  readdir: MetaEngine['readdir'] = (...a) => this.call('readdir', a);
+  readdir: MetaEngine['readdir'] = async (ino, cookie, limit, withAttrs) =>
+    withAttrs ? unpackListing(await this.call<PackedListing>('readdirPacked', [ino, cookie, limit])) : this.call('readdir', [ino, cookie, limit]);
   removeOrphan: MetaEngine['removeOrphan'] = (...a) => this.call('removeOrphan', a);
   extents: MetaEngine['extents'] = (...a) => this.call('extents', a);
   writeExtents: MetaEngine['writeExtents'] = (...a) => this.call('writeExtents', a);
