@@ -10,12 +10,14 @@ import type { ChunkId } from './hash.js';
 export type CodecRequest =
   /** bytes: a view of shared memory (read in place) or of a buffer handed over with the message. */
   | { seq: number; op: 'encode'; bytes: Uint8Array }
-  | { seq: number; op: 'decode'; id: ChunkId; bytes: Uint8Array }
+  /** keep: the stored bytes come back too (they were handed over), as `stored` when the plaintext
+   * is not a view of them. */
+  | { seq: number; op: 'decode'; id: ChunkId; bytes: Uint8Array; keep?: boolean }
   | ({ seq: number; op: 'chunk'; bytes: Uint8Array } & ResyncPoints);
 
 export type CodecResponse =
   /** The bytes are buffer[offset, offset + length) (all of it when absent). */
-  | { seq: number; ok: true; id: ChunkId; codec?: Codec; buffer: ArrayBuffer; offset?: number; length?: number }
+  | { seq: number; ok: true; id: ChunkId; codec?: Codec; buffer: ArrayBuffer; offset?: number; length?: number; stored?: ArrayBuffer }
   | ({ seq: number; ok: true } & ChunkedBytes)
   | { seq: number; ok: false; error: { name: string; message: string; code?: string; id?: string } };
 
@@ -81,6 +83,20 @@ export class CodecPool {
     return this.send({ seq: 0, op: 'decode', id, bytes: stored }, true).then((res) => {
       if (!('buffer' in res)) throw new Error('codec worker answered decode without bytes');
       return Buffer.from(res.buffer, res.offset ?? 0, res.length ?? res.buffer.byteLength);
+    });
+  }
+
+  /** decode() for a caller that keeps the stored bytes too (to cache them): a buffer of their own
+   * (byteOffset 0, the whole ArrayBuffer) goes to the worker and comes back with the plaintext,
+   * neither copied; a view is copied for the worker and stays the caller's. */
+  decodeKeeping(id: ChunkId, stored: Uint8Array): Promise<{ plain: Buffer; stored: Buffer }> {
+    const backing = stored.buffer;
+    const own = backing instanceof ArrayBuffer && stored.byteOffset === 0 && stored.byteLength === backing.byteLength;
+    if (!own) return this.decode(id, stored).then((plain) => ({ plain, stored: Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength) }));
+    return this.send({ seq: 0, op: 'decode', id, bytes: stored, keep: true }, true).then((res) => {
+      if (!('buffer' in res)) throw new Error('codec worker answered decode without bytes');
+      const plain = Buffer.from(res.buffer, res.offset ?? 0, res.length ?? res.buffer.byteLength);
+      return { plain, stored: Buffer.from(res.stored ?? res.buffer) };
     });
   }
 

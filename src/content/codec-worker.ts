@@ -18,7 +18,7 @@ port.on('message', (req: CodecRequest) => {
       // A raw chunk's plaintext is a view of the bytes received: they go back whole, uncopied.
       res = plain.buffer === req.bytes.buffer && plain.buffer instanceof ArrayBuffer
         ? { seq: req.seq, ok: true, id: req.id, buffer: plain.buffer, offset: plain.byteOffset, length: plain.length }
-        : { seq: req.seq, ok: true, id: req.id, buffer: exactBuffer(plain) };
+        : { seq: req.seq, ok: true, id: req.id, buffer: exactBuffer(plain), ...(req.keep && req.bytes.buffer instanceof ArrayBuffer ? { stored: req.bytes.buffer } : {}) };
     } else {
       res = { seq: req.seq, ok: true, ...chunk(req.bytes, req.from, req.boundaries) };
     }
@@ -26,7 +26,7 @@ port.on('message', (req: CodecRequest) => {
     const e = err as Error & { code?: string; id?: string };
     res = { seq: req.seq, ok: false, error: { name: e.name, message: e.message, code: e.code, id: e.id } };
   }
-  port.postMessage(res, 'buffer' in res ? [res.buffer] : 'chunks' in res ? res.chunks.map((c) => c.buffer) : []);
+  port.postMessage(res, 'buffer' in res ? (res.stored ? [res.buffer, res.stored] : [res.buffer]) : 'chunks' in res ? res.chunks.map((c) => c.buffer) : []);
 });
 
 function chunk(bytes: Uint8Array, from: number, boundaries: number[]): ChunkedBytes {

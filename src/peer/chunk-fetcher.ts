@@ -235,14 +235,12 @@ export class ChunkFetcher {
       throw err;
     }
     if (reply.header.absent === true) throw new Error('it does not hold the chunk');
-    const stored = reply.body;
-    // decode hands a buffer of its own over to the codec worker (it comes back as the plaintext);
-    // a view into a larger one (a frame's) it copies, and the view stays ours for the cache.
-    const ownsBuffer = stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength;
-    const kept = ownsBuffer ? Buffer.from(stored) : stored;
+    // A chunk's body is a buffer of its own (frames.ts): it goes to the codec worker and comes
+    // back with the plaintext, uncopied, for the cache.
     let plain: Buffer;
+    let kept: Buffer;
     try {
-      plain = await this.codec.decode(f.id, stored);
+      ({ plain, stored: kept } = await this.codec.decodeKeeping(f.id, reply.body));
     } catch (err) {
       if ((err as Error).name !== 'ChunkCorruptError') throw err;
       stats.corrupt++;

@@ -127,11 +127,16 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Bodies at least this large that arrive in pieces are gathered into an ArrayBuffer of their own
+ * (a chunk, most often), which the receiver can hand to a worker thread without another copy. */
+const OWN_BODY_BYTES = 64 * KiB;
+
 /** Cuts a byte stream into frames. Push socket chunks of any size as they come; each push returns
  * the frames it completed. Only the frame in progress is held: its fixed part in a 13-byte
  * scratch buffer, the rest as views of the chunks it arrived in, joined once when it is whole (a
- * frame that lies whole in one chunk is not copied at all). Throws a ProtocolError on the first
- * bytes that break the format, and from then on: a stream that broke it cannot be resynchronized. */
+ * frame that lies whole in one chunk is not copied at all), or, for a large body, copied as it
+ * comes into a buffer of its own. Throws a ProtocolError on the first bytes that break the
+ * format, and from then on: a stream that broke it cannot be resynchronized. */
 export class FrameDecoder {
   private readonly fixed = Buffer.alloc(FRAME_FIXED_BYTES);
   private fixedFilled = 0;
@@ -143,6 +148,8 @@ export class FrameDecoder {
   private restLength = -1;
   private restPieces: Buffer[] = [];
   private restFilled = 0;
+  /** A large body being gathered (OWN_BODY_BYTES): its buffer; the header goes to restPieces. */
+  private body: Buffer | undefined;
   private failure: ProtocolError | undefined;
   private readonly utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -159,6 +166,7 @@ export class FrameDecoder {
       if (err instanceof ProtocolError) {
         this.failure = err;
         this.restPieces = [];
+        this.body = undefined;
         this.fixedFilled = this.restFilled = 0;
       }
       throw err;
@@ -195,16 +203,41 @@ export class FrameDecoder {
         continue;
       }
       const take = Math.min(wanted, available);
-      this.restPieces.push(chunk.subarray(at, at + take));
-      this.restFilled += take;
+      this.gather(chunk, at, take);
       at += take;
       if (this.restFilled === this.restLength) {
+        if (this.body) {
+          frames.push(this.finishGathered(this.body));
+          continue;
+        }
         const rest = Buffer.concat(this.restPieces, this.restLength);
         this.restPieces = [];
         frames.push(this.finishFrame(rest, rest.length));
       }
     }
     return frames;
+  }
+
+  /** Keeps `take` bytes of the frame in progress from `chunk` at `at`. */
+  private gather(chunk: Buffer, at: number, take: number): void {
+    if (this.restFilled === 0 && this.restLength - this.headerLength >= OWN_BODY_BYTES) this.body = Buffer.allocUnsafeSlow(this.restLength - this.headerLength);
+    if (this.body) {
+      // The header's bytes as pieces (they are few), the body's copied into its buffer.
+      const inHeader = Math.max(0, Math.min(take, this.headerLength - this.restFilled));
+      if (inHeader > 0) this.restPieces.push(chunk.subarray(at, at + inHeader));
+      if (take > inHeader) chunk.copy(this.body, this.restFilled + inHeader - this.headerLength, at + inHeader, at + take);
+    } else {
+      this.restPieces.push(chunk.subarray(at, at + take));
+    }
+    this.restFilled += take;
+  }
+
+  /** A frame whose large body was gathered into `body`. */
+  private finishGathered(body: Buffer): Frame {
+    const header = Buffer.concat(this.restPieces, this.headerLength);
+    this.restPieces = [];
+    this.body = undefined;
+    return { ...this.finishFrame(header, header.length), body };
   }
 
   /** Reads and checks a fixed part (13 bytes at `at`). */
