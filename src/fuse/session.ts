@@ -355,7 +355,7 @@ export class FuseSession {
     const name = s1 ?? '';
     switch (op) {
       case Op.Lookup:
-        return this.settle(id, op, fs.lookup?.(ctx, a(0), name), this.entryReply());
+        return this.settle(id, op, fs.lookup?.(ctx, a(0), name), this.marking(this.replyEntry));
       case Op.Getattr:
         return this.settle(id, op, fs.getattr?.(ctx, a(0), a(1) < 0 ? undefined : a(1)), this.replyAttr);
       case Op.Setattr:
@@ -363,19 +363,19 @@ export class FuseSession {
       case Op.Readlink:
         return this.settle(id, op, fs.readlink?.(ctx, a(0)), this.replyReadlink);
       case Op.Mknod:
-        return this.settle(id, op, fs.mknod?.(ctx, a(0), name, a(1), a(2)), this.entryReply());
+        return this.settle(id, op, fs.mknod?.(ctx, a(0), name, a(1), a(2)), this.marking(this.replyEntry));
       case Op.Mkdir:
-        return this.settle(id, op, fs.mkdir?.(ctx, a(0), name, a(1)), this.entryReply());
+        return this.settle(id, op, fs.mkdir?.(ctx, a(0), name, a(1)), this.marking(this.replyEntry));
       case Op.Unlink:
         return this.settle(id, op, fs.unlink?.(ctx, a(0), name), this.replyOk);
       case Op.Rmdir:
         return this.settle(id, op, fs.rmdir?.(ctx, a(0), name), this.replyOk);
       case Op.Symlink:
-        return this.settle(id, op, fs.symlink?.(ctx, a(0), name, s2 ?? ''), this.entryReply());
+        return this.settle(id, op, fs.symlink?.(ctx, a(0), name, s2 ?? ''), this.marking(this.replyEntry));
       case Op.Rename:
         return this.settle(id, op, fs.rename?.(ctx, a(0), name, a(1), s2 ?? '', a(2)), this.replyOk);
       case Op.Link:
-        return this.settle(id, op, fs.link?.(ctx, a(0), a(1), name), this.entryReply());
+        return this.settle(id, op, fs.link?.(ctx, a(0), a(1), name), this.marking(this.replyEntry));
       case Op.Open:
         return this.settle(id, op, fs.open?.(ctx, a(0), a(1)), this.replyOpen);
       case Op.Read:
@@ -423,7 +423,7 @@ export class FuseSession {
       case Op.Access:
         return this.settle(id, op, fs.access?.(ctx, a(0), a(1)), this.replyOk);
       case Op.Create:
-        return this.settle(id, op, fs.create?.(ctx, a(0), name, a(1), a(2)), this.createReply());
+        return this.settle(id, op, fs.create?.(ctx, a(0), name, a(1), a(2)), this.marking(this.replyCreate));
       case Op.Fallocate:
         return this.settle(id, op, fs.fallocate?.(ctx, a(0), a(4), a(1), a(2), a(3)), this.replyOk);
       case Op.Lseek:
@@ -543,19 +543,12 @@ export class FuseSession {
 
   private readonly oneIno = new Float64Array(1);
 
-  private entryReply(): Reply<Entry> {
+  /** `reply`, marking the entry's inode when it came with noXattrs. */
+  private marking<T extends Entry>(reply: Reply<T>): Reply<T> {
     const epoch = this.xattrEpoch;
     return (id, e) => {
       if (e.noXattrs) this.markNoXattrs(e.attr.ino, epoch);
-      this.replyEntry(id, e);
-    };
-  }
-
-  private createReply(): Reply<CreateReply> {
-    const epoch = this.xattrEpoch;
-    return (id, c) => {
-      if (c.noXattrs) this.markNoXattrs(c.attr.ino, epoch);
-      this.replyCreate(id, c);
+      reply(id, e);
     };
   }
 

@@ -212,6 +212,13 @@ static bool xattr_name_kept(session_t *ss, const char *name) {
   return false;
 }
 
+/* Answers EOPNOTSUPP for a name the filesystem does not keep; true when it did. */
+static bool refuse_name(fuse_req_t req, session_t *ss, const char *name) {
+  if (xattr_name_kept(ss, name)) return false;
+  fuse_reply_err(req, EOPNOTSUPP);
+  return true;
+}
+
 static bool no_xattrs_known(session_t *ss, uint64_t ino, const char *name) {
   if (__atomic_load_n(no_xattrs_slot(ss, ino), __ATOMIC_ACQUIRE) != ino) return false;
   return !ss->computed_xattrs || strncmp(name, ss->computed_xattrs, ss->computed_xattrs_len) != 0;
@@ -811,10 +818,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                         size_t size, int flags) {
   session_t *ss = fuse_req_userdata(req);
-  if (!xattr_name_kept(ss, name)) {
-    fuse_reply_err(req, EOPNOTSUPP);
-    return;
-  }
+  if (refuse_name(req, ss, name)) return;
   no_xattrs_unmark(ss, ino);
   BEGIN(OP_SETXATTR);
   arg(s, ino);
@@ -829,10 +833,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
   session_t *ss = fuse_req_userdata(req);
-  if (!xattr_name_kept(ss, name)) {
-    fuse_reply_err(req, EOPNOTSUPP);
-    return;
-  }
+  if (refuse_name(req, ss, name)) return;
   if (no_xattrs_known(ss, ino, name)) {
     fuse_reply_err(req, ENODATA);
     return;
@@ -853,10 +854,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
   session_t *ss = fuse_req_userdata(req);
-  if (!xattr_name_kept(ss, name)) {
-    fuse_reply_err(req, EOPNOTSUPP);
-    return;
-  }
+  if (refuse_name(req, ss, name)) return;
   no_xattrs_unmark(ss, ino);
   BEGIN(OP_REMOVEXATTR);
   arg(s, ino);

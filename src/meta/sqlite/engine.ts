@@ -31,6 +31,7 @@ import {
   type VolumeInfo,
 } from '../contract.js';
 import { MAX_EXTENT, SCHEMA, SCHEMA_VERSION, UPGRADE_FROM_1 } from './schema.js';
+import { packListing, unpackListing, type ListedRow, type PackedListing } from './listing.js';
 import type { ChunkId } from '../../pool/contract.js';
 
 const S_IFMT = 0o170000;
@@ -54,9 +55,6 @@ interface InodeRow {
   target: string | null;
   changed: number;
 }
-
-/** A row of listWithAttrs: rowid, name, type, then the inode's attributes. */
-type ListedRow = [number, string, number, Ino, number, number, number, number, number, number, number, number, number, number, number, number];
 
 interface ExtentRow {
   offset: number;
@@ -163,7 +161,7 @@ export class SqliteEngine {
       xattrsOfMany: p('SELECT ino, name, value FROM xattrs WHERE ino IN (SELECT value FROM json_each(?))'),
       // Rows as arrays (ListedRow), the columns an entry needs: a directory of 100 entries lists
       // in a quarter of the time of named rows with every column.
-      listWithAttrs: p('SELECT d.rowid, d.name, d.type, i.ino, i.mode, i.nlink, i.uid, i.gid, i.rdev, i.size, i.atime_s, i.atime_ns, i.mtime_s, i.mtime_ns, i.ctime_s, i.ctime_ns FROM dentries d JOIN inodes i ON i.ino = d.ino WHERE d.parent = ? AND d.rowid > ? ORDER BY d.rowid LIMIT ?').raw(),
+      listWithAttrs: p('SELECT d.rowid + 2, d.type, i.ino, i.mode, i.nlink, i.uid, i.gid, i.rdev, i.size, i.atime_s, i.atime_ns, i.mtime_s, i.mtime_ns, i.ctime_s, i.ctime_ns, d.name FROM dentries d JOIN inodes i ON i.ino = d.ino WHERE d.parent = ? AND d.rowid > ? ORDER BY d.rowid LIMIT ?').raw(),
       volumeByName: p('SELECT * FROM volumes WHERE name = ?'),
       volumes: p('SELECT v.*, a.peer, a.remote_volume, a.synced_to FROM volumes v LEFT JOIN attached_volumes a ON a.volume = v.id ORDER BY v.name'),
       insertVolume: p('INSERT INTO volumes (name, root, created_s, created_ns) VALUES (?, ?, ?, ?)'),
@@ -617,33 +615,29 @@ export class SqliteEngine {
 
   // Cookies: 1 after ".", 2 after "..", then rowid + 2.
   readdir(ino: Ino, cookie: number, limit: number, withAttrs = false): DirEntry[] {
+    if (withAttrs) return unpackListing(this.readdirPacked(ino, cookie, limit));
     const dir = this.dirRow(ino);
     const out: DirEntry[] = [];
-    const dot = (name: string, of: Ino, next: number): void => {
-      out.push({ name, ino: of, type: FileType.Directory, cookie: next, ...(withAttrs ? { attr: this.getattr(of) } : {}) });
-    };
-    if (cookie < 1 && out.length < limit) dot('.', ino, 1);
-    if (cookie < 2 && out.length < limit) dot('..', dir.parent ?? ino, 2);
-    const after = Math.max(0, cookie - 2);
-    if (withAttrs) {
-      const rows = this.st.listWithAttrs!.all(ino, after, limit - out.length) as ListedRow[];
-      const xattrs = new Map<Ino, Array<[string, Uint8Array]>>(rows.map((r) => [r[3], []]));
-      if (rows.length > 0) {
-        for (const x of this.st.xattrsOfMany!.all(JSON.stringify(rows.map((r) => r[3]))) as Array<{ ino: Ino; name: string; value: Buffer }>) xattrs.get(x.ino)!.push([x.name, x.value]);
-      }
-      for (const [rowid, name, type, ino, mode, nlink, uid, gid, rdev, size, atimeS, atimeNs, mtimeS, mtimeNs, ctimeS, ctimeNs] of rows) {
-        const attr: InodeAttr = {
-          ino, mode, nlink, uid, gid, rdev, size,
-          atime: { sec: atimeS, nsec: atimeNs }, mtime: { sec: mtimeS, nsec: mtimeNs }, ctime: { sec: ctimeS, nsec: ctimeNs },
-          generation: 0,
-        };
-        out.push({ name, ino, type, cookie: rowid + 2, attr, xattrs: xattrs.get(ino)! });
-      }
-    } else {
-      const rows = this.st.list!.all(ino, after, limit - out.length) as Array<{ rowid: number; name: string; ino: number; type: number }>;
-      for (const r of rows) out.push({ name: r.name, ino: r.ino, type: r.type, cookie: r.rowid + 2 });
-    }
+    if (cookie < 1 && out.length < limit) out.push({ name: '.', ino, type: FileType.Directory, cookie: 1 });
+    if (cookie < 2 && out.length < limit) out.push({ name: '..', ino: dir.parent ?? ino, type: FileType.Directory, cookie: 2 });
+    const rows = this.st.list!.all(ino, Math.max(0, cookie - 2), limit - out.length) as Array<{ rowid: number; name: string; ino: number; type: number }>;
+    for (const r of rows) out.push({ name: r.name, ino: r.ino, type: r.type, cookie: r.rowid + 2 });
     return out;
+  }
+
+  /** readdir with attributes and every extended attribute, packed as it crosses to the host. */
+  readdirPacked(ino: Ino, cookie: number, limit: number): PackedListing {
+    const dir = this.dirRow(ino);
+    const rows: ListedRow[] = [];
+    const dot = (name: string, of: Ino, next: number): void => {
+      const a = this.getattr(of);
+      rows.push([next, FileType.Directory, of, a.mode, a.nlink, a.uid, a.gid, a.rdev, a.size, a.atime.sec, a.atime.nsec, a.mtime.sec, a.mtime.nsec, a.ctime.sec, a.ctime.nsec, name]);
+    };
+    if (cookie < 1 && rows.length < limit) dot('.', ino, 1);
+    if (cookie < 2 && rows.length < limit) dot('..', dir.parent ?? ino, 2);
+    rows.push(...(this.st.listWithAttrs!.all(ino, Math.max(0, cookie - 2), limit - rows.length) as ListedRow[]));
+    const xattrs = rows.length === 0 ? [] : (this.st.xattrsOfMany!.all(JSON.stringify(rows.map((r) => r[2]))) as Array<{ ino: Ino; name: string; value: Buffer }>);
+    return packListing(rows, xattrs.map((x) => [x.ino, x.name, x.value]));
   }
 
   // ---- inodes open without a name ----

@@ -8,7 +8,7 @@ import { MetaError, type MetaEngine, type VolumeChanges } from '../contract.js';
 import type { SqliteEngine } from './engine.js';
 import { unpackListing, type PackedListing } from './listing.js';
 
-/** The engine's methods, and readdir with attributes packed for the crossing (listing.ts). */
+/** The engine's methods (and its readdir with attributes as it crosses threads: listing.ts). */
 type Method = (keyof MetaEngine & keyof SqliteEngine) | 'readdirPacked';
 
 export interface EngineRequest {

@@ -84,7 +84,7 @@ type Operation = keyof Operations;
 /** Operations that change nothing: the primary answers them alone. Anything else is taken for a
  * change and mirrored (an operation added to the engine later is safe by default). */
 const READS: ReadonlySet<string> = new Set<Operation>([
-  'volumes', 'usage', 'lookup', 'getattr', 'readlink', 'readdir', 'extents', 'unreferencedChunks', 'staleClaims',
+  'volumes', 'usage', 'lookup', 'getattr', 'readlink', 'readdir', 'readdirPacked', 'extents', 'unreferencedChunks', 'staleClaims',
   'checkChunks', 'filesUsing', 'xattrOfFilesUsing', 'getxattr', 'listxattr', 'seq', 'changesSince', 'changeCount', 'volumeHoldsChunk', 'isReal', 'realChunks', 'volumeChunks', 'keptByThisStore',
 ]);
 

@@ -1,9 +1,7 @@
 // The SQLite engine's thread: runs each request of the host (host.ts) in turn, synchronously.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { DirEntry } from '../contract.js';
 import { SqliteEngine } from './engine.js';
 import type { EngineLog, EngineRequest, EngineResponse, WorkerOptions } from './host.js';
-import { packListing } from './listing.js';
 import { MirroredEngine, poolMirrorSites } from './mirror.js';
 
 const { path, mirrorPool } = workerData as WorkerOptions;
@@ -26,15 +24,8 @@ try {
 
 port.on('message', (req: EngineRequest) => {
   let res: EngineResponse;
-  const transfer: ArrayBuffer[] = [];
   try {
-    if (req.method === 'readdirPacked') {
-      const listing = packListing(run('readdir', [...req.args, true]) as DirEntry[]);
-      transfer.push(listing.numbers.buffer as ArrayBuffer);
-      res = { seq: req.seq, ok: true, value: listing };
-    } else {
-      res = { seq: req.seq, ok: true, value: run(req.method, req.args) };
-    }
+    res = { seq: req.seq, ok: true, value: run(req.method, req.args) };
   } catch (err) {
     const e = err as Error & { code?: string };
     // A full disk is the caller's ENOSPC, not an unknown error (which FUSE would answer as EIO).
@@ -42,6 +33,6 @@ port.on('message', (req: EngineRequest) => {
       ? { seq: req.seq, ok: false, name: 'MetaError', message: `metadata: ${e.message}`, code: 'ENOSPC' }
       : { seq: req.seq, ok: false, name: e.name, message: e.message, code: e.code };
   }
-  port.postMessage(res, transfer);
+  port.postMessage(res);
   if (req.method === 'close') process.exit(0);
 });
