@@ -1,6 +1,7 @@
 // Shared test plumbing: temporary directories, child processes, captured logs.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -42,9 +43,21 @@ export async function ok(cmd: string, args: readonly string[], opts: { input?: s
 /** The orbit command of this clone. */
 export const ORBIT_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/orbit.js');
 
+/** Node's arguments that run the orbit command as its shebang does (`#!/usr/bin/env -S node
+ * FLAGS`): the flags there, then the script. Spawn process.execPath with these and the command's
+ * own arguments: the test runs what a user's `npx orbit` runs, heap sizing included. */
+export const ORBIT_NODE_ARGS: readonly string[] = [...shebangFlags(ORBIT_BIN), ORBIT_BIN];
+
+function shebangFlags(script: string): string[] {
+  const first = readFileSync(script, 'utf8').split('\n', 1)[0]!;
+  const flags = /^#!\/usr\/bin\/env -S node(?<flags>( \S+)*)$/.exec(first)?.groups?.flags;
+  if (flags === undefined) throw new Error(`${script}: its first line is not "#!/usr/bin/env -S node [FLAGS]"`);
+  return flags.split(' ').filter(Boolean);
+}
+
 /** Runs `orbit …` to completion. */
 export function orbit(...args: string[]): Promise<RunResult> {
-  return run(process.execPath, [ORBIT_BIN, ...args], { timeoutMs: 180_000 });
+  return run(process.execPath, [...ORBIT_NODE_ARGS, ...args], { timeoutMs: 180_000 });
 }
 
 /** Runs `orbit …`, asserting that it succeeds; returns its stdout. */

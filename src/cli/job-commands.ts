@@ -55,7 +55,7 @@ export async function ensureRunner(store: Store): Promise<void> {
   await mkdir(path.join(store.home, 'jobs'), { recursive: true });
   const log = await open(path.join(store.home, 'jobs', 'runner.log'), 'a');
   try {
-    const child = spawn(process.execPath, [bin, 'jobs', 'run', '--home', store.home], { detached: true, stdio: ['ignore', log.fd, log.fd], cwd: '/' });
+    const child = spawn(process.execPath, [...process.execArgv, bin, 'jobs', 'run', '--home', store.home], { detached: true, stdio: ['ignore', log.fd, log.fd], cwd: '/' });
     child.unref();
   } finally {
     await log.close();

@@ -5,15 +5,12 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { mountsAt } from '../../src/fuse/mountpoint.js';
-import { run, start, tempDir, waitFor, type RunResult } from '../helpers.js';
+import { ORBIT_NODE_ARGS, run, start, tempDir, waitFor, type RunResult } from '../helpers.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const orbitBin = path.join(repo, 'bin/orbit.js');
 
-const orbit = (...args: string[]): Promise<RunResult> => run(process.execPath, [orbitBin, ...args]);
+const orbit = (...args: string[]): Promise<RunResult> => run(process.execPath, [...ORBIT_NODE_ARGS, ...args]);
 
 /** Runs orbit, expecting success; returns stdout. */
 async function ok(...args: string[]): Promise<string> {
@@ -116,7 +113,7 @@ describe('orbit command line', () => {
         `orbit ${args.join(' ')}`,
       );
     }
-    const res = await run(process.execPath, [orbitBin, 'status'], { env: { ...process.env, ORBIT_HOME: home } });
+    const res = await run(process.execPath, [...ORBIT_NODE_ARGS, 'status'], { env: { ...process.env, ORBIT_HOME: home } });
     assert.match(failure(res, 1), new RegExp(`^orbit: no Orbit store at ${home}: `));
   });
 
@@ -125,7 +122,7 @@ describe('orbit command line', () => {
     await rm(path.join(home, 'meta.db-wal'), { force: true });
     await writeFile(path.join(home, 'meta.db'), 'not a database');
     assert.match(failure(await orbit('status', '--home', home), 1), /^orbit: .*meta\.db.*not a database/);
-    const debug = await run(process.execPath, [orbitBin, 'status', '--home', home], { env: { ...process.env, ORBIT_DEBUG: '1' } });
+    const debug = await run(process.execPath, [...ORBIT_NODE_ARGS, 'status', '--home', home], { env: { ...process.env, ORBIT_DEBUG: '1' } });
     assert.equal(debug.code, 1);
     assert.match(debug.stderr, /^orbit: .*not a database.*\n.*not a database\n {4}at /);
   });
@@ -221,7 +218,7 @@ describe('orbit command line', () => {
     it('mounts in the foreground until signalled', async () => {
       const home = await initStore();
       const mnt = await freshMountpoint();
-      const proc = start(process.execPath, [orbitBin, 'mount', '--home', home, mnt]);
+      const proc = start(process.execPath, [...ORBIT_NODE_ARGS, 'mount', '--home', home, mnt]);
       mounted.add(mnt);
       await waitFor(() => proc.output().includes('mounted at'), 'the mount line');
       assert.ok(proc.output().includes(`volume default of the store at ${home} mounted at ${mnt}; Ctrl-C or 'orbit umount ${mnt}' unmounts\n`), proc.output());

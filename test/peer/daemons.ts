@@ -1,7 +1,7 @@
 // Daemons for the household tests: `orbit up` as a child process, and its end.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { ORBIT_BIN, start, waitFor } from '../helpers.js';
+import { ORBIT_NODE_ARGS, start, waitFor } from '../helpers.js';
 
 export interface Up {
   child: ChildProcess;
@@ -12,7 +12,7 @@ export interface Up {
 
 /** `orbit up --home HOME ARGS…`, once it says it is up. */
 export async function up(home: string, args: readonly string[] = []): Promise<Up> {
-  const d = start(process.execPath, [ORBIT_BIN, 'up', '--home', home, ...args]);
+  const d = start(process.execPath, [...ORBIT_NODE_ARGS, 'up', '--home', home, ...args]);
   await waitFor(() => /orbit daemon for/.test(d.output()) || d.child.exitCode !== null, 'the daemon to start', 20_000);
   assert.equal(d.child.exitCode, null, d.output());
   const m = /listening at (\S+)/.exec(d.output());

@@ -27,16 +27,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { mountsAt } from '../../src/fuse/mountpoint.js';
 import { fsck } from '../../src/store/fsck.js';
 import { Store } from '../../src/store/store.js';
-import { run, start, tempDir, waitFor, type RunResult } from '../helpers.js';
+import { ORBIT_NODE_ARGS, run, start, tempDir, waitFor, type RunResult } from '../helpers.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const orbitBin = path.join(repo, 'bin/orbit.js');
-const orbit = (...args: string[]): Promise<RunResult> => run(process.execPath, [orbitBin, ...args], { timeoutMs: 120_000 });
+const orbit = (...args: string[]): Promise<RunResult> => run(process.execPath, [...ORBIT_NODE_ARGS, ...args], { timeoutMs: 120_000 });
 
 const ROUNDS = 20;
 /** How long after the workload starts writing the serving process is killed. */
@@ -288,7 +285,7 @@ describe('orbit volume killed mid-write', () => {
   /** Starts `orbit mount` in the foreground and waits until it serves. */
   async function mount(): Promise<ReturnType<typeof start>> {
     // Kept at once, so that `after` ends it even if it never comes up.
-    const proc = (server = start(process.execPath, [orbitBin, 'mount', '--home', home, mnt]));
+    const proc = (server = start(process.execPath, [...ORBIT_NODE_ARGS, 'mount', '--home', home, mnt]));
     await waitFor(() => proc.output().includes(' mounted at ') || !alive(proc.child), 'orbit mount', 60_000);
     assert.ok(alive(proc.child), `orbit mount ended: ${proc.output()}`);
     return proc;
