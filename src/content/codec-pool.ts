@@ -77,8 +77,10 @@ export class CodecPool {
   }
 
   /** The verified plaintext of a stored chunk; rejects with ChunkCorruptError when it fails its
-   * checks. The stored bytes are handed over: a buffer of their own goes to the worker and back
-   * uncopied (the plaintext of a raw chunk is a view of it), so the caller must not use it after. */
+   * checks. The stored bytes are handed over with the buffer they are a view of (a fragment's
+   * payload goes with its header): it goes to the worker and back uncopied (the plaintext of a
+   * raw chunk is a view of it), so the caller must use neither the bytes nor another view of
+   * that buffer after. */
   decode(id: ChunkId, stored: Uint8Array): Promise<Buffer> {
     return this.send({ seq: 0, op: 'decode', id, bytes: stored }, true).then((res) => {
       if (!('buffer' in res)) throw new Error('codec worker answered decode without bytes');
@@ -92,7 +94,7 @@ export class CodecPool {
   decodeKeeping(id: ChunkId, stored: Uint8Array): Promise<{ plain: Buffer; stored: Buffer }> {
     const backing = stored.buffer;
     const own = backing instanceof ArrayBuffer && stored.byteOffset === 0 && stored.byteLength === backing.byteLength;
-    if (!own) return this.decode(id, stored).then((plain) => ({ plain, stored: Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength) }));
+    if (!own) return this.decode(id, new Uint8Array(stored)).then((plain) => ({ plain, stored: Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength) }));
     return this.send({ seq: 0, op: 'decode', id, bytes: stored, keep: true }, true).then((res) => {
       if (!('buffer' in res)) throw new Error('codec worker answered decode without bytes');
       const plain = Buffer.from(res.buffer, res.offset ?? 0, res.length ?? res.buffer.byteLength);
@@ -127,11 +129,12 @@ export class CodecPool {
     // The least busy worker: chunks vary in size, so round robin would queue behind big ones.
     let slot = this.slots[0]!;
     for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
-    // Shared memory crosses as it is; other bytes go as a copy the worker may keep.
+    // Shared memory crosses as it is; bytes handed over go with their buffer (the view keeps its
+    // offset on the other side); other bytes go as a copy the worker may keep.
     const transfer: ArrayBuffer[] = [];
     const backing = req.bytes.buffer;
-    if (handOver && backing instanceof ArrayBuffer && req.bytes.byteOffset === 0 && req.bytes.byteLength === backing.byteLength) {
-      transfer.push(backing);
+    if (handOver && mayTakeBuffer(req.bytes)) {
+      transfer.push(backing as ArrayBuffer);
     } else if (!(backing instanceof SharedArrayBuffer)) {
       const copy = ownCopy(req.bytes);
       transfer.push(copy);
@@ -189,6 +192,14 @@ export function borrowShared(length: number): Buffer {
 export function returnShared(bytes: Buffer): void {
   const backing = bytes.buffer;
   if (backing instanceof SharedArrayBuffer && backing.byteLength === SHARED_BATCH && spareBatches.length < SPARE_BATCHES) spareBatches.push(backing);
+}
+
+/** Whether a view handed over may take its whole buffer to a worker: not one of the pool slabs
+ * that small Buffers share (Buffer.poolSize), and mostly the view itself (a fragment's payload
+ * behind its header), not a small part of something larger that would cross with it. */
+function mayTakeBuffer(view: Uint8Array): boolean {
+  const backing = view.buffer;
+  return backing instanceof ArrayBuffer && backing.byteLength > Buffer.poolSize && view.byteLength * 2 >= backing.byteLength;
 }
 
 /** A transferable copy of a view: posting a view would clone its whole backing buffer. */
