@@ -227,6 +227,11 @@ export interface SessionOptions {
   /** Extended attributes under this prefix are derived by the filesystem, not stored: getxattr
    * of them is always asked, even for inodes that came with noXattrs. */
   computedXattrs?: string;
+  /** The filesystem's flush commits only what was written through the handle's file: a flush of
+   * a handle that carried no write (write, setattr, fallocate or copy_file_range through it) is
+   * answered by the session at once, without calling flush (the close of every file opened to
+   * be read, or created and closed empty). Default off: every flush is the filesystem's. */
+  flushWrittenOnly?: boolean;
   /** Default entry/attribute cache times for replies that give none. Default 1 s. */
   entryTimeout?: number;
   attrTimeout?: number;

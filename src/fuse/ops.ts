@@ -122,6 +122,6 @@ export const SESSION_OPTION_ORDER = [
   'opsMask', 'timeoutMs', 'maxWrite', 'maxReadahead', 'maxBackground', 'congestionThreshold',
   'maxThreads', 'timeGran', 'utf8Names', 'debug', 'writebackCache', 'asyncRead', 'readdirplus',
   'readdirplusAuto', 'atomicOTrunc', 'parallelDirops', 'cacheSymlinks', 'explicitInvalData',
-  'posixAcl', 'handleKillpriv',
+  'posixAcl', 'handleKillpriv', 'flushWrittenOnly',
 ] as const;
 export type NativeOptionName = (typeof SESSION_OPTION_ORDER)[number];

@@ -227,6 +227,7 @@ export class FuseSession {
       explicitInvalData: tri(options.explicitInvalData),
       posixAcl: tri(options.posixAcl),
       handleKillpriv: tri(options.handleKillpriv),
+      flushWrittenOnly: options.flushWrittenOnly ? 1 : 0,
     };
     this.handle = native.createSession(this.dispatch, SESSION_OPTION_ORDER.map((k) => values[k]), options.computedXattrs, options.xattrNamespaces);
   }

@@ -98,6 +98,9 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
       // Orbit's own attributes (a file's pin, say) are answered by VolumeFs whatever is stored.
       computedXattrs: ORBIT_XATTRS,
       xattrNamespaces: XATTR_NAMESPACES,
+      // A flush commits the file's dirty writes (VolumeFs.flush); a handle that wrote nothing
+      // has none of its own to wait for (another handle's are committed at its own close).
+      flushWrittenOnly: true,
       // The session would unmount and die of the signal; a volume must also sync: see below.
       handleSignals: false,
       // A volume attached from a peer is the peer's to change: VolumeFs refuses writes (EROFS),

@@ -383,7 +383,9 @@ export class VolumeFs implements FuseOperations {
     file.handles++;
     // Even with O_RDONLY, as Linux does (the kernel has checked write permission).
     if (flags & constants.O_TRUNC) await file.truncate(0);
-    return { fh: this.nextFh++, keepCache: !file.isDirty };
+    // A handle opened to be read never writes (the kernel refuses write, ftruncate and fallocate
+    // through it, and a shared writable mapping): its close needs no flush request at all.
+    return { fh: this.nextFh++, keepCache: !file.isDirty, noFlush: (flags & O_ACCMODE) === constants.O_RDONLY };
   }
 
 }

@@ -1,6 +1,7 @@
 // Init choices: the writeback cache batches small writes into large requests; max_write is what
 // the kernel agreed. Extended attributes: names outside the filesystem's namespaces are refused by
 // the binding, and inodes that came without attributes have getxattr answered without a request.
+// flushWrittenOnly: the close of a handle that wrote nothing costs no flush request.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
@@ -109,6 +110,53 @@ describe('session options', () => {
       assert.equal(await getxattr(other, 'user.b'), 'green');
     } finally {
       await m.close();
+    }
+  });
+  it('with flushWrittenOnly, a flush reaches the filesystem only for handles that carried a write', async () => {
+    const flushed = { on: [] as number[], off: [] as number[] };
+    const opened: number[] = [];
+    const mountWith = (flushWrittenOnly: boolean): ReturnType<typeof mountMemFs> =>
+      mountMemFs({ flushWrittenOnly }, (fs) => {
+        const openFile = fs.open.bind(fs);
+        fs.open = (ctx, ino, flags) => {
+          const reply = openFile(ctx, ino, flags) as { fh: number };
+          opened.push(reply.fh);
+          return reply;
+        };
+        fs.flush = (_ctx, _ino, fh) => void flushed[flushWrittenOnly ? 'on' : 'off'].push(fh);
+      });
+    const [m, plain] = await Promise.all([mountWith(true), mountWith(false)]);
+    try {
+      // Without the option every close is flushed.
+      const other = path.join(plain.dir, 'f');
+      await (await open(other, 'w')).close();
+      await (await open(other, 'r')).close();
+      assert.equal(flushed.off.length, 2);
+      // With it: created and closed empty, opened and closed to be read or written: nothing to flush.
+      const file = path.join(m.dir, 'f');
+      await (await open(file, 'w')).close();
+      assert.equal(await readFile(file, 'utf8'), '');
+      await (await open(file, 'r+')).close();
+      assert.deepEqual(flushed.on, []);
+      // Written, truncated or allocated through the handle: its close is the filesystem's.
+      const writer = await open(file, 'r+');
+      await writer.write('blue');
+      await writer.close();
+      const truncater = await open(file, 'r+');
+      await truncater.truncate(2);
+      await truncater.close();
+      const r = await py('import os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\nos.posix_fallocate(fd, 0, 8192)\nos.close(fd)', file);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(flushed.on, opened.slice(-3), 'one flush for each handle that wrote, its own');
+      // A handle that wrote stays a writer's, whatever it does next.
+      const again = await open(file, 'r+');
+      await again.write('x', 0, 'utf8');
+      await again.read(Buffer.alloc(1), 0, 1, 0);
+      await again.close();
+      assert.deepEqual(flushed.on, opened.slice(-4));
+      assert.equal(await readFile(file, 'utf8'), 'xl' + '\0'.repeat(8190));
+    } finally {
+      await Promise.all([m.close(), plain.close()]);
     }
   });
 });

@@ -157,6 +157,7 @@ struct session {
   char *computed_xattrs; /* names under this prefix always go to JS; NULL: none */
   size_t computed_xattrs_len;
   char **xattr_namespaces; /* NULL-terminated prefixes of the names JS keeps; NULL: all names */
+  uint64_t *clean_fhs;     /* handles that carried no write yet (see clean_fh_*); NULL: option off */
 };
 
 /* ---- global state ---- */
@@ -222,6 +223,36 @@ static bool refuse_name(fuse_req_t req, session_t *ss, const char *name) {
 static bool no_xattrs_known(session_t *ss, uint64_t ino, const char *name) {
   if (__atomic_load_n(no_xattrs_slot(ss, ino), __ATOMIC_ACQUIRE) != ino) return false;
   return !ss->computed_xattrs || strncmp(name, ss->computed_xattrs, ss->computed_xattrs_len) != 0;
+}
+
+/* ---- flushes of handles that carried no write ----
+ * With the session option flushWrittenOnly, the filesystem's flush commits only what was written,
+ * so a flush of a handle that never carried a write has nothing to do: the close of every file
+ * opened to be read, or created and closed empty. Those are answered here. A file handle is marked
+ * as its open or create is answered (before the reply, so that no write through it can come
+ * first) and unmarked as the first request that may change the file through it arrives (write,
+ * setattr, fallocate, copy_file_range into it), and at release. The kernel sends a handle's flush
+ * only after the writes it waits for were answered, so none is missed. Direct-mapped like the
+ * xattr marks, by handle + 1 (0 is a free slot): a collision only drops a mark. */
+#define CLEAN_FH_BITS 14
+#define CLEAN_FH_SLOTS (1u << CLEAN_FH_BITS)
+
+static inline uint64_t *clean_fh_slot(session_t *ss, uint64_t fh) {
+  return &ss->clean_fhs[((fh + 1) * 0x9E3779B97F4A7C15ull) >> (64 - CLEAN_FH_BITS)];
+}
+
+static void clean_fh_mark(session_t *ss, uint64_t fh) {
+  if (ss->clean_fhs) __atomic_store_n(clean_fh_slot(ss, fh), fh + 1, __ATOMIC_RELEASE);
+}
+
+static void clean_fh_unmark(session_t *ss, const struct fuse_file_info *fi) {
+  if (!ss->clean_fhs || !fi) return;
+  uint64_t expected = fi->fh + 1;
+  __atomic_compare_exchange_n(clean_fh_slot(ss, fi->fh), &expected, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+static bool clean_fh_known(session_t *ss, const struct fuse_file_info *fi) {
+  return ss->clean_fhs && fi && __atomic_load_n(clean_fh_slot(ss, fi->fh), __ATOMIC_ACQUIRE) == fi->fh + 1;
 }
 
 /* ---- receive buffer pool ----
@@ -624,6 +655,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                        struct fuse_file_info *fi) {
+  clean_fh_unmark(fuse_req_userdata(req), fi);
   BEGIN(OP_SETATTR);
   arg(s, ino);
   arg(s, to_set);
@@ -724,6 +756,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 /* The payload is not copied: JavaScript gets the receive buffer it arrived in. */
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
+  clean_fh_unmark(fuse_req_userdata(req), fi);
   BEGIN(OP_WRITE);
   arg(s, ino);
   arg(s, (double)off);
@@ -747,6 +780,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 }
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (clean_fh_known(fuse_req_userdata(req), fi)) {
+    fuse_reply_err(req, 0);
+    return;
+  }
   BEGIN(OP_FLUSH);
   arg(s, ino);
   arg(s, FH(fi));
@@ -754,6 +791,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  clean_fh_unmark(fuse_req_userdata(req), fi);
   BEGIN(OP_RELEASE);
   arg(s, ino);
   arg(s, FH(fi));
@@ -881,6 +919,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                          struct fuse_file_info *fi) {
+  clean_fh_unmark(fuse_req_userdata(req), fi);
   BEGIN(OP_FALLOCATE);
   arg(s, ino);
   arg(s, mode);
@@ -902,6 +941,7 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, stru
 static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
                                struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
                                struct fuse_file_info *fi_out, size_t len, int flags) {
+  clean_fh_unmark(fuse_req_userdata(req), fi_out);
   BEGIN(OP_COPY_FILE_RANGE);
   arg(s, ino_in);
   arg(s, (double)off_in);
@@ -1119,6 +1159,7 @@ static napi_value js_reply_create(napi_env env, napi_callback_info info) {
   struct fuse_file_info fi;
   read_entry(&e);
   read_open_flags(&fi, num(env, argv[1]), (uint32_t)num(env, argv[2]));
+  clean_fh_mark(slot->session, fi.fh);
   fuse_reply_create(req, &e, &fi);
   DONE();
 }
@@ -1137,6 +1178,8 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   CLAIM();
   struct fuse_file_info fi;
   read_open_flags(&fi, num(env, argv[1]), (uint32_t)num(env, argv[2]));
+  /* Not opendir's: directory handles may share numbers with files', and get no flush. */
+  if (slot->op == OP_OPEN) clean_fh_mark(slot->session, fi.fh);
   fuse_reply_open(req, &fi);
   DONE();
 }
@@ -1371,6 +1414,7 @@ static void session_unref(session_t *ss) {
   pthread_cond_destroy(&ss->notify_cond);
   free(ss->mountpoint);
   free(ss->no_xattrs);
+  free(ss->clean_fhs);
   free(ss->computed_xattrs);
   if (ss->xattr_namespaces)
     for (char **ns = ss->xattr_namespaces; *ns; ns++) free(*ns);
@@ -1435,13 +1479,13 @@ static void build_ops(session_t *ss, uint64_t mask) {
 #undef OP
 }
 
-/* Option vector order: must match SESSION_OPTION_ORDER in src/fuse/native.ts. Capability switches
+/* Option vector order: must match SESSION_OPTION_ORDER in src/fuse/ops.ts. Capability switches
  * are -1 (leave libfuse's default), 0 (off) or 1 (on where the kernel offers it). */
 enum {
   O_OPS_MASK, O_TIMEOUT_MS, O_MAX_WRITE, O_MAX_READAHEAD, O_MAX_BACKGROUND, O_CONGESTION,
   O_MAX_THREADS, O_TIME_GRAN, O_UTF8_NAMES, O_DEBUG, O_WRITEBACK, O_ASYNC_READ, O_READDIRPLUS,
   O_READDIRPLUS_AUTO, O_ATOMIC_O_TRUNC, O_PARALLEL_DIROPS, O_CACHE_SYMLINKS, O_EXPLICIT_INVAL,
-  O_POSIX_ACL, O_HANDLE_KILLPRIV, O_COUNT
+  O_POSIX_ACL, O_HANDLE_KILLPRIV, O_FLUSH_WRITTEN_ONLY, O_COUNT
 };
 
 /* createSession(dispatch, options: number[]) → session */
@@ -1482,8 +1526,10 @@ static napi_value js_create_session(napi_env env, napi_callback_info info) {
       if (!ss->xattr_namespaces[i]) ss->xattr_namespaces[i] = strdup("");
     }
   }
-  if (!ss || !ss->no_xattrs) {
+  if (ss && o[O_FLUSH_WRITTEN_ONLY] != 0) ss->clean_fhs = calloc(CLEAN_FH_SLOTS, sizeof(uint64_t));
+  if (!ss || !ss->no_xattrs || (o[O_FLUSH_WRITTEN_ONLY] != 0 && !ss->clean_fhs)) {
     if (ss) free(ss->no_xattrs);
+    if (ss) free(ss->clean_fhs);
     free(ss);
     napi_throw_error(env, "ENOMEM", "createSession: out of memory");
     return NULL;
