@@ -9,13 +9,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { mountsAt } from '../src/fuse/mountpoint.js';
-import { ORBIT_NODE_ARGS, run } from '../test/helpers.js';
+import { run } from '../test/helpers.js';
 
 export const MiB = 1024 * 1024;
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-/** Node's arguments that run the orbit command of this clone as `npx orbit` does (its flags included). */
-export const orbitNodeArgs = ORBIT_NODE_ARGS;
 
 /** One phase may take long on a slow disk or a slow side; run's default would cut it at a minute. */
 export const PHASE_TIMEOUT_MS = 60 * 60_000;

@@ -41,7 +41,7 @@ export async function ok(cmd: string, args: readonly string[], opts: { input?: s
 }
 
 /** The orbit command of this clone. */
-export const ORBIT_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/orbit.js');
+const ORBIT_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/orbit.js');
 
 /** Node's arguments that run the orbit command as its shebang does (`#!/usr/bin/env -S node
  * FLAGS`): the flags there, then the script. Spawn process.execPath with these and the command's

@@ -11,9 +11,9 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { PeerState } from '../../src/peer/household.js';
-import { run, start, waitFor } from '../../test/helpers.js';
+import { ORBIT_NODE_ARGS, run, start, waitFor } from '../../test/helpers.js';
 import { down, type Up } from '../../test/peer/daemons.js';
-import { orbitNodeArgs, PHASE_TIMEOUT_MS, type Workload } from '../lib.js';
+import { PHASE_TIMEOUT_MS, type Workload } from '../lib.js';
 import { readThroughMount, type ReadFigures, type RemoteReader } from './cold-read.js';
 import type { Loopback } from './private-loopback.js';
 
@@ -24,7 +24,7 @@ const FILE = 'file';
 const CONNECT_TIMEOUT_MS = 60_000;
 
 async function orbit(...args: string[]): Promise<string> {
-  const res = await run(process.execPath, [...orbitNodeArgs, ...args], { timeoutMs: PHASE_TIMEOUT_MS });
+  const res = await run(process.execPath, [...ORBIT_NODE_ARGS, ...args], { timeoutMs: PHASE_TIMEOUT_MS });
   if (res.code !== 0) throw new Error(`orbit ${args.join(' ')}: ${res.stderr.trim() || `exit ${res.code}`}`);
   return res.stdout;
 }
@@ -128,7 +128,7 @@ export class OrbitPair implements RemoteReader {
 
   /** `orbit up --home HOME ARGS…` on the bench's loopback, once it says it is up. */
   private async up(home: string, args: readonly string[] = []): Promise<Up> {
-    const [cmd, cmdArgs] = this.net.command(process.execPath, [...orbitNodeArgs, 'up', '--home', home, ...args]);
+    const [cmd, cmdArgs] = this.net.command(process.execPath, [...ORBIT_NODE_ARGS, 'up', '--home', home, ...args]);
     const daemon = start(cmd, cmdArgs);
     await waitFor(() => /orbit daemon for/.test(daemon.output()) || daemon.child.exitCode !== null, `the daemon of ${home} to start`, CONNECT_TIMEOUT_MS);
     if (daemon.child.exitCode !== null) throw new Error(`the daemon of ${home} did not start: ${daemon.output().trim()}`);

@@ -14,8 +14,8 @@
 // counts them from the fragment headers on the deleted disks, and prints the share.
 import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { run } from '../../test/helpers.js';
-import { describeFs, median, MiB, orbitNodeArgs, printTable, scratchDir, settle, startFs, Workload, type MountedProcess } from '../lib.js';
+import { ORBIT_NODE_ARGS, run } from '../../test/helpers.js';
+import { describeFs, median, MiB, printTable, scratchDir, settle, startFs, Workload, type MountedProcess } from '../lib.js';
 
 const K = 4;
 const M = 2;
@@ -39,7 +39,7 @@ interface Figures {
 }
 
 async function orbit(...args: string[]): Promise<void> {
-  const res = await run(process.execPath, [...orbitNodeArgs, ...args], { timeoutMs: 120_000 });
+  const res = await run(process.execPath, [...ORBIT_NODE_ARGS, ...args], { timeoutMs: 120_000 });
   if (res.code !== 0) throw new Error(`orbit ${args.join(' ')}: ${res.stderr.trim() || `exit ${res.code}`}`);
 }
 
@@ -89,7 +89,7 @@ async function round(work: Workload, scratch: string, label: string, sizeMiB: nu
     await orbit('pool', 'policy', `ec:${K}+${M}`, '--home', home);
     await mkdir(mnt);
     const mounted = async <T>(body: () => Promise<T>): Promise<T> => {
-      const fs: MountedProcess = await startFs(process.execPath, [...orbitNodeArgs, 'mount', '--home', home, mnt], mnt);
+      const fs: MountedProcess = await startFs(process.execPath, [...ORBIT_NODE_ARGS, 'mount', '--home', home, mnt], mnt);
       try {
         return await body();
       } finally {

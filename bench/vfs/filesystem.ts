@@ -23,8 +23,8 @@
 import { access, mkdir, rm, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
-import { run } from '../../test/helpers.js';
-import { describeFs, median, MiB, orbitNodeArgs, peakRssBytes, printSides, scratchDir, settle, startFs, Workload, type MountedProcess, type SidesRow } from '../lib.js';
+import { ORBIT_NODE_ARGS, run } from '../../test/helpers.js';
+import { describeFs, median, MiB, peakRssBytes, printSides, scratchDir, settle, startFs, Workload, type MountedProcess, type SidesRow } from '../lib.js';
 
 const RANDOM_READS = 20_000;
 const METADATA_FILES = 10_000;
@@ -134,9 +134,9 @@ export async function benchFilesystem(opts: FilesystemBenchOptions): Promise<voi
     const orbit: Side = {
       name: 'orbit',
       mount: async (home, mountpoint) => {
-        const init = await run(process.execPath, [...orbitNodeArgs, 'init', '--home', home]);
+        const init = await run(process.execPath, [...ORBIT_NODE_ARGS, 'init', '--home', home]);
         if (init.code !== 0) throw new Error(`orbit init --home ${home}: ${init.stderr.trim()}`);
-        return startFs(process.execPath, [...orbitNodeArgs, 'mount', '--home', home, mountpoint, '--allow-other'], mountpoint);
+        return startFs(process.execPath, [...ORBIT_NODE_ARGS, 'mount', '--home', home, mountpoint, '--allow-other'], mountpoint);
       },
     };
     const passthrough: Side | undefined = opts.passthrough

@@ -9,7 +9,6 @@ import { after, before, describe, it } from 'node:test';
 import { mountsAt } from '../../src/fuse/mountpoint.js';
 import { ORBIT_NODE_ARGS, run, start, tempDir, waitFor, type RunResult } from '../helpers.js';
 
-
 const orbit = (...args: string[]): Promise<RunResult> => run(process.execPath, [...ORBIT_NODE_ARGS, ...args]);
 
 /** Runs orbit, expecting success; returns stdout. */

@@ -1528,8 +1528,10 @@ static napi_value js_create_session(napi_env env, napi_callback_info info) {
   }
   if (ss && o[O_FLUSH_WRITTEN_ONLY] != 0) ss->clean_fhs = calloc(CLEAN_FH_SLOTS, sizeof(uint64_t));
   if (!ss || !ss->no_xattrs || (o[O_FLUSH_WRITTEN_ONLY] != 0 && !ss->clean_fhs)) {
-    if (ss) free(ss->no_xattrs);
-    if (ss) free(ss->clean_fhs);
+    if (ss) {
+      free(ss->no_xattrs);
+      free(ss->clean_fhs);
+    }
     free(ss);
     napi_throw_error(env, "ENOMEM", "createSession: out of memory");
     return NULL;
