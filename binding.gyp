@@ -10,7 +10,7 @@
     },
     {
       "target_name": "orbit_content",
-      "sources": ["src/content/native/gear_cdc.c"],
+      "sources": ["src/content/native/addon.c", "src/content/native/gear_cdc.c", "src/content/native/shared_copy.c"],
       "cflags": ["-O3", "-Wall", "-Wextra"],
       "cflags_c": ["-std=gnu11"],
       "defines": ["NAPI_VERSION=8"]

@@ -14,6 +14,7 @@
 // anywhere is caught, whatever the codec.
 import { compress, decompress } from 'zstd-napi';
 import { chunkId, type ChunkId } from './hash.js';
+import { copyBytes } from './native.js';
 
 export const FORMAT_VERSION = 1;
 const MAGIC = 0x4342524f; // "ORBC" read as u32 LE
@@ -58,7 +59,7 @@ function worthCompressing(plain: Uint8Array): boolean {
   if (plain.length < 4 * SAMPLES * SAMPLE_BYTES) return true;
   const sample = Buffer.allocUnsafe(SAMPLES * SAMPLE_BYTES);
   const step = Math.floor((plain.length - SAMPLE_BYTES) / (SAMPLES - 1));
-  for (let i = 0; i < SAMPLES; i++) sample.set(plain.subarray(i * step, i * step + SAMPLE_BYTES), i * SAMPLE_BYTES);
+  for (let i = 0; i < SAMPLES; i++) copyBytes(sample, i * SAMPLE_BYTES, plain.subarray(i * step, i * step + SAMPLE_BYTES));
   return compress(sample, { compressionLevel: ZSTD_LEVEL }).length <= sample.length * (1 - MIN_SAVING);
 }
 
@@ -74,7 +75,7 @@ export function encodeChunk(plain: Uint8Array): EncodedChunk {
   bytes.writeUInt16LE(0, 6);
   bytes.writeUInt32LE(plain.length, 8);
   bytes.writeUInt32LE(payload.length, 12);
-  bytes.set(payload, HEADER);
+  copyBytes(bytes, HEADER, payload); // the plaintext may be shared memory
   return { id, bytes, codec: useZstd ? Codec.Zstd : Codec.Raw };
 }
 

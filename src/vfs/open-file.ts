@@ -11,6 +11,7 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { CodecPool } from '../content/codec-pool.js';
 import { borrowShared, returnShared, SHARED_BATCH } from '../content/codec-pool.js';
+import { copyBytes } from '../content/native.js';
 import type { ChunkInfo, Extent, Ino, MetaEngine } from '../meta/contract.js';
 import type { ChunkStore } from '../pool/contract.js';
 import { finishStaleClaims, STALE_CLAIM_MS } from '../store/gc.js';
@@ -137,14 +138,14 @@ export class OpenFile {
     if (!covers(buffered, offset, end)) {
       let to = at;
       for (const part of await this.committedBytes(offset, end)) {
-        out.set(part, to);
+        copyBytes(out, to, part);
         to += part.length;
       }
     }
     for (const d of buffered) {
       const from = Math.max(offset, d.start);
       const to = Math.min(end, d.start + d.data.length);
-      if (from < to) out.set(d.data.subarray(from - d.start, to - d.start), at + (from - offset));
+      if (from < to) copyBytes(out, at + (from - offset), d.data.subarray(from - d.start, to - d.start));
     }
   }
 
@@ -265,7 +266,7 @@ export class OpenFile {
 
         const previous = batch;
         batch = borrowShared(carry.length + (limit - pos));
-        batch.set(carry, 0);
+        copyBytes(batch, 0, carry);
         if (previous) returnShared(previous);
         await this.readInto(pos, limit, batch, carry.length, this.committing);
         // Old cut points the new ones may meet: past the change, before the next changed region.

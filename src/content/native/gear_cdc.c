@@ -8,20 +8,16 @@
 #include <node_api.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include "content.h"
 
-static napi_value fail(napi_env env, const char *msg) {
-  napi_throw_type_error(env, NULL, msg);
-  return NULL;
-}
-
-static napi_value cuts(napi_env env, napi_callback_info info) {
+napi_value gear_cuts(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 7) return fail(env, "cuts takes 7 arguments");
   napi_typedarray_type type;
   size_t length, gear_length;
   void *data, *gear_data;
-  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) return fail(env, "bytes must be a Uint8Array");
+  if (!uint8_arg(env, argv[0], &data, &length)) return fail(env, "bytes must be a Uint8Array");
   if (napi_get_typedarray_info(env, argv[1], &type, &gear_length, &gear_data, NULL, NULL) != napi_ok || type != napi_int32_array || gear_length != 256) return fail(env, "gear must be an Int32Array of 256");
   int64_t p[5];
   for (int i = 0; i < 5; i++) {
@@ -63,11 +59,4 @@ static napi_value cuts(napi_env env, napi_callback_info info) {
     start = cut;
   }
   return out;
-}
-
-NAPI_MODULE_INIT() {
-  napi_value fn;
-  napi_create_function(env, "cuts", NAPI_AUTO_LENGTH, cuts, NULL, &fn);
-  napi_set_named_property(env, exports, "cuts", fn);
-  return exports;
 }
