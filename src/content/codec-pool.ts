@@ -48,8 +48,10 @@ export interface ResyncPoints {
 }
 
 export interface ChunkedBytes {
-  /** The chunks found, in order, encoded; their lengths are plaintext lengths. */
-  chunks: Array<{ length: number; id: ChunkId; buffer: ArrayBuffer }>;
+  /** The chunks found, in order; their lengths are plaintext lengths. `buffer` holds a chunk's
+   * stored form when it is compressed; without it the chunk is stored raw, as rawChunkHeader()
+   * followed by its plaintext (the bytes given, which the caller still has). */
+  chunks: Array<{ length: number; id: ChunkId; buffer?: ArrayBuffer }>;
   /** Bytes the chunks cover, from the start; the rest is not a chunk yet. */
   used: number;
   /** Whether chunking stopped at a resync point. */

@@ -2,7 +2,7 @@
 // codec-pool.ts).
 import { parentPort } from 'node:worker_threads';
 import { Chunker } from './chunker.js';
-import { decodeChunk, encodeChunk } from './codec.js';
+import { decodeChunk, encodeChunk, nameChunk, packedChunk } from './codec.js';
 import type { ChunkedBytes, CodecRequest, CodecResponse } from './codec-pool.js';
 
 const port = parentPort!;
@@ -26,7 +26,7 @@ port.on('message', (req: CodecRequest) => {
     const e = err as Error & { code?: string; id?: string };
     res = { seq: req.seq, ok: false, error: { name: e.name, message: e.message, code: e.code, id: e.id } };
   }
-  port.postMessage(res, 'buffer' in res ? (res.stored ? [res.buffer, res.stored] : [res.buffer]) : 'chunks' in res ? res.chunks.map((c) => c.buffer) : []);
+  port.postMessage(res, 'buffer' in res ? (res.stored ? [res.buffer, res.stored] : [res.buffer]) : 'chunks' in res ? res.chunks.flatMap((c) => (c.buffer ? [c.buffer] : [])) : []);
 });
 
 function chunk(bytes: Uint8Array, from: number, boundaries: number[]): ChunkedBytes {
@@ -34,8 +34,10 @@ function chunk(bytes: Uint8Array, from: number, boundaries: number[]): ChunkedBy
   let used = 0;
   let b = 0;
   for (const length of new Chunker().cutAll(bytes)) {
-    const { id, bytes: stored } = encodeChunk(bytes.subarray(used, used + length));
-    chunks.push({ length, id, buffer: exactBuffer(stored) });
+    // A chunk stored raw is its plaintext behind a header: the caller has the plaintext (in the
+    // shared bytes), so nothing is copied or sent back but its name.
+    const { id, packed } = nameChunk(bytes.subarray(used, used + length));
+    chunks.push(packed ? { length, id, buffer: exactBuffer(packedChunk(length, packed)) } : { length, id });
     used += length;
     while (b < boundaries.length && boundaries[b]! < used) b++;
     if (used >= from && boundaries[b] === used) return { chunks, used, resynced: true };

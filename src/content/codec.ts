@@ -19,6 +19,8 @@ import { copyBytes } from './native.js';
 export const FORMAT_VERSION = 1;
 const MAGIC = 0x4342524f; // "ORBC" read as u32 LE
 const HEADER = 16;
+/** The bytes a chunk stored raw takes beyond its plaintext. */
+export const RAW_HEADER = HEADER;
 export const enum Codec {
   Raw = 0,
   Zstd = 1,
@@ -63,20 +65,46 @@ function worthCompressing(plain: Uint8Array): boolean {
   return compress(sample, { compressionLevel: ZSTD_LEVEL }).length <= sample.length * (1 - MIN_SAVING);
 }
 
-export function encodeChunk(plain: Uint8Array): EncodedChunk {
+/** Names a chunk and compresses it when that pays. Without `packed`, the chunk is stored raw:
+ * rawChunkHeader(plain.length), then the plaintext itself, which the caller still holds (a write
+ * stores it from there, with no copy made here). */
+export function nameChunk(plain: Uint8Array): { id: ChunkId; packed?: Buffer } {
   const id = chunkId(plain);
   const packed = plain.length > 0 && worthCompressing(plain) ? compress(plain, { compressionLevel: ZSTD_LEVEL }) : undefined;
-  const useZstd = packed !== undefined && packed.length <= plain.length * (1 - MIN_SAVING);
-  const payload = useZstd ? packed : plain;
-  const bytes = Buffer.allocUnsafe(HEADER + payload.length);
-  bytes.writeUInt32LE(MAGIC, 0);
-  bytes.writeUInt8(FORMAT_VERSION, 4);
-  bytes.writeUInt8(useZstd ? Codec.Zstd : Codec.Raw, 5);
-  bytes.writeUInt16LE(0, 6);
-  bytes.writeUInt32LE(plain.length, 8);
-  bytes.writeUInt32LE(payload.length, 12);
-  copyBytes(bytes, HEADER, payload); // the plaintext may be shared memory
-  return { id, bytes, codec: useZstd ? Codec.Zstd : Codec.Raw };
+  return packed !== undefined && packed.length <= plain.length * (1 - MIN_SAVING) ? { id, packed } : { id };
+}
+
+/** The header of a chunk stored raw: its payload is the plaintext. */
+export function rawChunkHeader(plainLength: number): Buffer {
+  return chunkHeader(Codec.Raw, plainLength, plainLength);
+}
+
+/** The stored form of a chunk whose zstd payload nameChunk gave. */
+export function packedChunk(plainLength: number, packed: Uint8Array): Buffer {
+  const bytes = Buffer.allocUnsafe(HEADER + packed.length);
+  chunkHeader(Codec.Zstd, plainLength, packed.length).copy(bytes, 0);
+  bytes.set(packed, HEADER);
+  return bytes;
+}
+
+export function encodeChunk(plain: Uint8Array): EncodedChunk {
+  const { id, packed } = nameChunk(plain);
+  if (packed) return { id, bytes: packedChunk(plain.length, packed), codec: Codec.Zstd };
+  const bytes = Buffer.allocUnsafe(HEADER + plain.length);
+  rawChunkHeader(plain.length).copy(bytes, 0);
+  copyBytes(bytes, HEADER, plain); // the plaintext may be shared memory
+  return { id, bytes, codec: Codec.Raw };
+}
+
+function chunkHeader(codec: Codec, plainLength: number, payloadLength: number): Buffer {
+  const header = Buffer.allocUnsafe(HEADER);
+  header.writeUInt32LE(MAGIC, 0);
+  header.writeUInt8(FORMAT_VERSION, 4);
+  header.writeUInt8(codec, 5);
+  header.writeUInt16LE(0, 6);
+  header.writeUInt32LE(plainLength, 8);
+  header.writeUInt32LE(payloadLength, 12);
+  return header;
 }
 
 /** The plaintext of a stored chunk, verified against its name. */

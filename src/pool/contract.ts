@@ -19,8 +19,10 @@ export interface StoreCapacity {
 export interface ChunkStore {
   /** Stores bytes under id, with the redundancy `policy` asks (the store's default without it;
    * a store of one copy ignores it). Resolves 'existed' without writing when the id is already
-   * present (a pool raises a present chunk to a stronger policy asked of it). Not durable until sync(). */
-  put(id: ChunkId, bytes: Uint8Array, policy?: Policy): Promise<'stored' | 'existed'>;
+   * present (a pool raises a present chunk to a stronger policy asked of it). Not durable until sync().
+   * The bytes may come in parts, stored one after another (a raw chunk's header, then its
+   * plaintext, which a write holds in memory shared with the codec workers). */
+  put(id: ChunkId, bytes: Uint8Array | readonly Uint8Array[], policy?: Policy): Promise<'stored' | 'existed'>;
   /** The stored bytes; rejects with a ChunkNotFoundError (code 'ENOENT') when absent. */
   get(id: ChunkId): Promise<Buffer>;
   has(id: ChunkId): Promise<boolean>;

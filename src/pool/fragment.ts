@@ -32,7 +32,8 @@ interface NativePool {
 /** The pool's addon (src/pool/native/crc32c.c), built at `npm ci`. */
 const native = createRequire(import.meta.url)('../../build/Release/orbit_pool.node') as NativePool;
 
-export const crc32c = (bytes: Uint8Array): number => native.crc32c(bytes);
+/** The CRC-32C of bytes; of `before` followed by bytes when given the CRC of `before` as seed. */
+export const crc32c = (bytes: Uint8Array, seed = 0): number => native.crc32c(bytes, seed);
 
 export interface FragmentHeader {
   policy: Policy;

@@ -11,6 +11,7 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { CodecPool } from '../content/codec-pool.js';
 import { borrowShared, returnShared, SHARED_BATCH } from '../content/codec-pool.js';
+import { rawChunkHeader, RAW_HEADER } from '../content/codec.js';
 import { copyBytes } from '../content/native.js';
 import type { ChunkInfo, Extent, Ino, MetaEngine } from '../meta/contract.js';
 import type { ChunkStore } from '../pool/contract.js';
@@ -46,7 +47,9 @@ interface EncodedPiece {
   offset: number;
   length: number;
   id: string;
-  bytes: Buffer;
+  /** The stored form, whole or in parts (a raw chunk's header, then its plaintext). */
+  bytes: Uint8Array | readonly Uint8Array[];
+  storedSize: number;
 }
 
 export interface ContentParts {
@@ -224,7 +227,7 @@ export class OpenFile {
     // Read at each commit: a change of policy holds for the next write.
     const policy = await ownPolicy(this.parts.meta, this.ino);
     const storing: Array<Promise<void>> = [];
-    const store = (found: EncodedPiece[]): void => {
+    const store = (found: EncodedPiece[]): Promise<void> => {
       pieces.push(...found);
       const stored = (async () => {
         await this.pin(found.map(chunkInfo), token);
@@ -232,8 +235,12 @@ export class OpenFile {
       })();
       stored.catch(() => undefined); // awaited below: until then, a failure is not unhandled
       storing.push(stored);
+      return stored;
     };
     let batch: Buffer | undefined;
+    /** The stores of chunks the batch holds the plaintext of (raw chunks are stored from it): the
+     * batch goes back to the free list once they settle. */
+    let batchStored: Promise<unknown> = Promise.resolve();
     let carry: Uint8Array = new Uint8Array(0); // bytes after the last cut (in batch)
     let cutAt = start; // where carry begins in the file
     let pos = start; // bytes before pos have been gathered
@@ -250,7 +257,7 @@ export class OpenFile {
           if (carry.length > 0) {
             const last = carry;
             const at = cutAt;
-            encoding.push(this.parts.codec.encode(last).then(({ id, bytes }) => store([{ offset: at, length: last.length, id, bytes }])));
+            encoding.push(this.parts.codec.encode(last).then(({ id, bytes }) => void store([{ offset: at, length: last.length, id, bytes, storedSize: bytes.length }])));
           }
           end = pos;
           break;
@@ -267,7 +274,8 @@ export class OpenFile {
         const previous = batch;
         batch = borrowShared(carry.length + (limit - pos));
         copyBytes(batch, 0, carry);
-        if (previous) returnShared(previous);
+        if (previous) void batchStored.finally(() => returnShared(previous)).catch(() => undefined);
+        batchStored = Promise.resolve();
         await this.readInto(pos, limit, batch, carry.length, this.committing);
         // Old cut points the new ones may meet: past the change, before the next changed region.
         const boundaries = (await this.extentsIn(cutAt + 1, limit - cutAt))
@@ -276,18 +284,21 @@ export class OpenFile {
           .map((o) => o - cutAt);
         const res = await this.parts.codec.chunk(batch, { from: changedUntil - cutAt, boundaries });
         const found: EncodedPiece[] = [];
+        let inBatch = 0;
         for (const c of res.chunks) {
-          found.push({ offset: cutAt, length: c.length, id: c.id, bytes: Buffer.from(c.buffer) });
+          const bytes = c.buffer ? Buffer.from(c.buffer) : [rawChunkHeader(c.length), batch.subarray(inBatch, inBatch + c.length)];
+          found.push({ offset: cutAt, length: c.length, id: c.id, bytes, storedSize: c.buffer ? c.buffer.byteLength : RAW_HEADER + c.length });
           cutAt += c.length;
+          inBatch += c.length;
         }
-        if (found.length > 0) store(found);
+        if (found.length > 0) batchStored = store(found);
         carry = batch.subarray(res.used);
         pos = limit;
         if (res.resynced) end = cutAt; // from here the old extents stand
       }
       await Promise.all(encoding);
-      if (batch) returnShared(batch);
       await Promise.all(storing);
+      if (batch) returnShared(batch);
       pieces.sort((a, b) => a.offset - b.offset);
       const infos = pieces.map(chunkInfo);
       const extents: Extent[] = pieces.map((c) => ({ offset: c.offset, length: c.length, chunk: c.id, chunkOffset: 0 }));
@@ -404,7 +415,7 @@ interface ExtentWindow {
 }
 
 function chunkInfo(c: EncodedPiece): ChunkInfo {
-  return { id: c.id, size: c.length, storedSize: c.bytes.length };
+  return { id: c.id, size: c.length, storedSize: c.storedSize };
 }
 
 function now(): { sec: number; nsec: number } {

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import { CodecPool } from '../../src/content/codec-pool.js';
-import { ChunkCorruptError, Codec, decodeChunk, encodeChunk } from '../../src/content/codec.js';
+import { borrowShared, CodecPool, returnShared } from '../../src/content/codec-pool.js';
+import { ChunkCorruptError, Codec, decodeChunk, encodeChunk, rawChunkHeader } from '../../src/content/codec.js';
 import { chunkId } from '../../src/content/hash.js';
 
 describe('chunk format', () => {
@@ -59,6 +59,30 @@ describe('codec pool', () => {
     const enc = await pool.encode(view);
     assert.equal(enc.id, chunkId(view));
     assert.equal(big.length, 1 << 20); // not transferred away
+  });
+
+  it('chunks shared bytes, sending back a stored form only for compressed chunks: a raw one is its header and the plaintext', async () => {
+    const text = Buffer.from('orbit keeps every byte it is given\n'.repeat(60_000));
+    const random = randomBytes(3 << 20);
+    const shared = borrowShared(text.length + random.length);
+    try {
+      shared.set(text, 0);
+      shared.set(random, text.length);
+      const res = await pool.chunk(shared, { from: 0, boundaries: [] });
+      assert.ok(res.chunks.some((c) => c.buffer) && res.chunks.some((c) => !c.buffer), 'both kinds among the chunks');
+      let at = 0;
+      for (const c of res.chunks) {
+        const plain = shared.subarray(at, at + c.length);
+        const stored = c.buffer ? Buffer.from(c.buffer) : Buffer.concat([rawChunkHeader(c.length), plain]);
+        // The same bytes as encodeChunk stores: one format, whichever way a chunk was written.
+        assert.ok(stored.equals(encodeChunk(plain).bytes), `chunk at ${at}`);
+        assert.ok(decodeChunk(c.id, stored).equals(plain));
+        at += c.length;
+      }
+      assert.equal(at, res.used);
+    } finally {
+      returnShared(shared);
+    }
   });
 
   it('rejects a corrupt chunk with ChunkCorruptError', async () => {

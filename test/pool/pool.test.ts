@@ -399,6 +399,20 @@ describe('Pool', () => {
     await pool.close();
   });
 
+  it('stores a chunk given in parts as it stores the whole, replicated and erasure-coded', async () => {
+    const t = await makePool(tmp.dir, 'parts', 3, 'replicate:2');
+    const pool = await openPool(t.home);
+    for (const policy of [parsePolicy('replicate:2'), parsePolicy('ec:2+1')]) {
+      const parts = [Buffer.from('a small first part'), randomBytes(300_000), Buffer.from(policy.kind)];
+      const whole = Buffer.concat(parts);
+      const id = chunkId(whole);
+      assert.equal(await pool.put(id, parts, policy), 'stored');
+      await pool.sync();
+      await assertWhole(t.disks, id, policy, `${policy.kind}, put in parts`);
+      assert.ok((await pool.get(id)).equals(whole), policy.kind);
+    }
+  });
+
   it('has, stat, iterate and delete see every fragment of every chunk', async () => {
     const t = await makePool(tmp.dir, 'list', 6);
     const pool = await openPool(t.home);
