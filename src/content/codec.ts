@@ -76,13 +76,12 @@ export function nameChunk(plain: Uint8Array): { id: ChunkId; packed?: Buffer } {
 
 /** The header of a chunk stored raw: its payload is the plaintext. */
 export function rawChunkHeader(plainLength: number): Buffer {
-  return chunkHeader(Codec.Raw, plainLength, plainLength);
+  return writeHeader(Buffer.allocUnsafe(HEADER), Codec.Raw, plainLength, plainLength);
 }
 
 /** The stored form of a chunk whose zstd payload nameChunk gave. */
 export function packedChunk(plainLength: number, packed: Uint8Array): Buffer {
-  const bytes = Buffer.allocUnsafe(HEADER + packed.length);
-  chunkHeader(Codec.Zstd, plainLength, packed.length).copy(bytes, 0);
+  const bytes = writeHeader(Buffer.allocUnsafe(HEADER + packed.length), Codec.Zstd, plainLength, packed.length);
   bytes.set(packed, HEADER);
   return bytes;
 }
@@ -90,21 +89,20 @@ export function packedChunk(plainLength: number, packed: Uint8Array): Buffer {
 export function encodeChunk(plain: Uint8Array): EncodedChunk {
   const { id, packed } = nameChunk(plain);
   if (packed) return { id, bytes: packedChunk(plain.length, packed), codec: Codec.Zstd };
-  const bytes = Buffer.allocUnsafe(HEADER + plain.length);
-  rawChunkHeader(plain.length).copy(bytes, 0);
+  const bytes = writeHeader(Buffer.allocUnsafe(HEADER + plain.length), Codec.Raw, plain.length, plain.length);
   copyBytes(bytes, HEADER, plain); // the plaintext may be shared memory
   return { id, bytes, codec: Codec.Raw };
 }
 
-function chunkHeader(codec: Codec, plainLength: number, payloadLength: number): Buffer {
-  const header = Buffer.allocUnsafe(HEADER);
-  header.writeUInt32LE(MAGIC, 0);
-  header.writeUInt8(FORMAT_VERSION, 4);
-  header.writeUInt8(codec, 5);
-  header.writeUInt16LE(0, 6);
-  header.writeUInt32LE(plainLength, 8);
-  header.writeUInt32LE(payloadLength, 12);
-  return header;
+/** Writes the header at the start of `into`; returns `into`. */
+function writeHeader(into: Buffer, codec: Codec, plainLength: number, payloadLength: number): Buffer {
+  into.writeUInt32LE(MAGIC, 0);
+  into.writeUInt8(FORMAT_VERSION, 4);
+  into.writeUInt8(codec, 5);
+  into.writeUInt16LE(0, 6);
+  into.writeUInt32LE(plainLength, 8);
+  into.writeUInt32LE(payloadLength, 12);
+  return into;
 }
 
 /** The plaintext of a stored chunk, verified against its name. */

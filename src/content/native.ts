@@ -25,7 +25,7 @@ export function nativeContent(): NativeContent | undefined {
 
 /** Copies `source` into `target` at `at`, as target.set(source, at) does. For memory shared with
  * the codec workers: V8 moves bytes into or out of a SharedArrayBuffer with relaxed atomic stores
- * at about 2 GB/s here, the addon with memcpy at 5 (see native/shared_copy.c). */
+ * at about 2 GB/s here, the addon with memmove at 5 (see native/shared_copy.c). */
 export function copyBytes(target: Uint8Array, at: number, source: Uint8Array): void {
   const native = nativeContent();
   if (native) native.copy(target, at, source);

@@ -1,8 +1,9 @@
-/* copy(target, at, source): source's bytes into target at `at`, by memcpy.
+/* copy(target, at, source): source's bytes into target at `at`, by memmove (overlap allowed, as
+ * TypedArray.set allows it).
  *
  * Why: V8 copies into or out of a SharedArrayBuffer (TypedArray.prototype.set, and Buffer.copy,
  * which uses it) with relaxed atomic moves, in case another thread races on the memory: about
- * 2 GB/s here against memcpy's 5. The bytes of every chunk written cross shared memory (the
+ * 2 GB/s here against memmove's 5. The bytes of every chunk written cross shared memory (the
  * batches the codec workers cut in place), so that copy was a sixth of a write's CPU. Orbit's
  * shared memory has one writer at a time, and nothing reads a batch while it is filled. */
 #include <string.h>
