@@ -106,9 +106,10 @@ const BACKDATE_MS = 24 * 3600 * 1000;
 export function selfSignedCertificate(privateKey: KeyObject, publicKey: KeyObject, commonName: string): string {
   if (privateKey.asymmetricKeyType !== 'ed25519' || publicKey.asymmetricKeyType !== 'ed25519') throw new CertificateError('a peer certificate is made for an Ed25519 key pair');
   const name = sequence(set(sequence(oid(OID_COMMON_NAME), directoryString(commonName))));
-  // 16 random bytes, the top bit cleared: positive, and within RFC 5280's 20 octets.
+  // 16 bytes, 126 of them random bits: the top bit cleared (positive) and the next one set, so that
+  // no leading zero byte is dropped: always 16 octets, within RFC 5280's 20.
   const serial = randomBytes(16);
-  serial[0]! &= 0x7f;
+  serial[0] = (serial[0]! & 0x3f) | 0x40;
   const tbs = sequence(
     explicit(0, unsignedInteger(2)), // version: v3
     unsignedInteger(serial),

@@ -246,7 +246,12 @@ describe('certificate', () => {
     assert.equal(new Date(cert.validTo).toISOString(), '9999-12-31T23:59:59.000Z');
     const from = new Date(cert.validFrom).getTime();
     assert.ok(from < Date.now() - 23 * 3600_000 && from > Date.now() - 25 * 3600_000, cert.validFrom);
-    assert.ok(/^[0-7][0-9A-F]{1,31}$/.test(cert.serialNumber), `serial ${cert.serialNumber} is positive, 16 bytes at most`);
+    // Random serials: enough of them that one whose first byte would be zero (1 in 128 with a
+    // top bit merely cleared) is among them.
+    for (let i = 0; i < 400; i++) {
+      const serial = i === 0 ? cert.serialNumber : new X509Certificate(selfSignedCertificate(privateKey, publicKey, id)).serialNumber;
+      assert.ok(/^[4-7][0-9A-F]{31}$/.test(serial), `serial ${serial} is positive, 16 bytes`);
+    }
     assert.notEqual(new X509Certificate(selfSignedCertificate(privateKey, publicKey, id)).serialNumber, cert.serialNumber);
     assert.equal(peerIdOfCertificate(cert), id);
     assert.equal(peerIdOfCertificate(cert.raw), id);
