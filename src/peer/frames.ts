@@ -130,13 +130,19 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** Bodies at least this large that arrive in pieces are gathered into an ArrayBuffer of their own
  * (a chunk, most often), which the receiver can hand to a worker thread without another copy. */
 const OWN_BODY_BYTES = 64 * KiB;
+/** Room for one socket read that is not a large body's (a TLS record holds at most 16 KiB). */
+const SCRATCH_BYTES = 64 * KiB;
 
 /** Cuts a byte stream into frames. Push socket chunks of any size as they come; each push returns
  * the frames it completed. Only the frame in progress is held: its fixed part in a 13-byte
  * scratch buffer, the rest as views of the chunks it arrived in, joined once when it is whole (a
  * frame that lies whole in one chunk is not copied at all), or, for a large body, copied as it
  * comes into a buffer of its own. Throws a ProtocolError on the first bytes that break the
- * format, and from then on: a stream that broke it cannot be resynchronized. */
+ * format, and from then on: a stream that broke it cannot be resynchronized.
+ *
+ * A socket that reads where it is told (Node's `onread`) can skip that copy: `readTarget` names
+ * the rest of the large body being gathered, so the bytes are decrypted straight into it, and
+ * `received` takes what was read. */
 export class FrameDecoder {
   private readonly fixed = Buffer.alloc(FRAME_FIXED_BYTES);
   private fixedFilled = 0;
@@ -152,6 +158,8 @@ export class FrameDecoder {
   private body: Buffer | undefined;
   private failure: ProtocolError | undefined;
   private readonly utf8 = new TextDecoder('utf-8', { fatal: true });
+  /** Where reads that are not a large body's go (readTarget). */
+  private scratch: Buffer | undefined;
 
   /** Bytes of the frame in progress held now (at most MAX_FRAME_BYTES + 4). */
   get bufferedBytes(): number {
@@ -171,6 +179,22 @@ export class FrameDecoder {
       }
       throw err;
     }
+  }
+
+  /** Where the socket's next bytes should be read to: the rest of the large body being gathered,
+   * or else a scratch buffer. */
+  readTarget(): Uint8Array {
+    if (this.body && this.restFilled >= this.headerLength) return this.body.subarray(this.restFilled - this.headerLength);
+    return (this.scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES));
+  }
+
+  /** `n` bytes were read into `target`, which readTarget gave; returns the frames they completed. */
+  received(n: number, target: Uint8Array): Frame[] {
+    if (target === this.scratch) return this.push(Buffer.from(target.subarray(0, n))); // copied: the scratch is read into again
+    if (this.failure) throw this.failure;
+    if (!this.body || target.buffer !== this.body.buffer || n > this.restLength - this.restFilled) throw new Error('FrameDecoder.received: bytes read elsewhere than readTarget said');
+    this.restFilled += n;
+    return this.restFilled === this.restLength ? [this.finishGathered(this.body)] : [];
   }
 
   private cut(chunk: Buffer): Frame[] {

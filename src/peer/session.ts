@@ -25,6 +25,7 @@
 import type { Duplex } from 'node:stream';
 import { componentLogger, type Logger } from '../log.js';
 import { encodeFrame, type Frame, FrameDecoder, FrameKind, frameKindName, MAX_MESSAGE_ID, ProtocolError } from './frames.js';
+import { type FrameSink, SocketReader } from './socket-reader.js';
 
 export { ProtocolError } from './frames.js';
 
@@ -290,7 +291,10 @@ export class PeerSession {
     this.log = options.logger ?? componentLogger('peer');
     for (const [method, handler] of Object.entries(options.handlers ?? {})) this.handlers.set(method, handler);
 
-    stream.on('data', this.onData);
+    // A socket dialed with a SocketReader has its frames read for it; any other is a stream.
+    const reader = SocketReader.of(stream);
+    if (reader) reader.attach(this.received);
+    else stream.on('data', this.onData);
     stream.on('end', () => this.shutdown(new PeerClosedError(this.peer, `${this.peerLabel} closed the connection`)));
     stream.on('close', () => this.shutdown(new PeerClosedError(this.peer, `the connection to ${this.peerLabel} closed`)));
     // Kept for the stream's life: an error after the session ended must not be an uncaught one.
@@ -429,17 +433,22 @@ export class PeerSession {
   // --- reading ------------------------------------------------------------------------------------
 
   private readonly onData = (chunk: Buffer): void => {
-    if (this.isClosedFlag) return;
-    this.bytesInCount += chunk.length;
-    this.lastSeenMs = this.lastHeardMs = Date.now();
-    let frames: Frame[];
+    let frames: Frame[] | Error;
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {
-      this.violation(err);
-      return;
+      frames = err instanceof Error ? err : new Error(String(err));
     }
-    this.dispatchFrom(frames, 0);
+    this.received(chunk.length, frames);
+  };
+
+  /** `bytes` came in, completing `frames` (or breaking the protocol). */
+  private readonly received: FrameSink = (bytes, frames) => {
+    if (this.isClosedFlag) return;
+    this.bytesInCount += bytes;
+    this.lastSeenMs = this.lastHeardMs = Date.now();
+    if (frames instanceof Error) this.violation(frames);
+    else this.dispatchFrom(frames, 0);
   };
 
   private dispatchFrom(frames: Frame[], from: number): void {

@@ -18,11 +18,12 @@
 //
 // In TLS 1.3 the client's handshake ends before the server has looked at the client's
 // certificate: a refused client sees its connection made, then closed without a byte.
-import { createServer, connect, type TLSSocket } from 'node:tls';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, OnReadOpts, Socket } from 'node:net';
+import { createServer, connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { CertificateError, peerIdOfCertificate } from './certificate.js';
 import type { Identity } from './identity.js';
 import { parsePeerId, type PeerId } from './peer-id.js';
+import { SocketReader } from './socket-reader.js';
 
 export const ORBIT_ALPN = 'orbit/1';
 /** A connection that has not finished its handshake by then is dropped: a silent client must
@@ -156,7 +157,9 @@ export async function dialPeer(opts: DialOptions): Promise<TLSSocket> {
   const { signal } = opts;
   if (signal?.aborted) throw abortError(where, signal);
   return new Promise<TLSSocket>((resolve, reject) => {
-    const socket = connect({
+    // Frames are read straight out of the connection (socket-reader.ts).
+    const reader = new SocketReader();
+    const options: ConnectionOptions & { onread: OnReadOpts } = {
       ...TLS_1_3,
       host: opts.host,
       port: opts.port,
@@ -165,7 +168,10 @@ export async function dialPeer(opts: DialOptions): Promise<TLSSocket> {
       ALPNProtocols: [ORBIT_ALPN],
       rejectUnauthorized: false,
       checkServerIdentity: () => undefined,
-    });
+      onread: reader.onread,
+    };
+    const socket = connect(options);
+    reader.bind(socket);
     const timer = setTimeout(() => fail(new Error(`the peer at ${where} did not answer within ${timeoutMs} ms`)), timeoutMs);
     const onAbort = (): void => fail(abortError(where, signal!));
     const onError = (err: Error): void => fail(new Error(`cannot connect to the peer at ${where}: ${err.message}`, { cause: err }));

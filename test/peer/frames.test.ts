@@ -1,6 +1,7 @@
 // The peer protocol's frames: every kind survives encoding and decoding, however the bytes are
-// split on the way (one at a time, or at random points); oversize frames are refused from their
-// length prefix, before their bytes arrive; headers that are not JSON objects are refused.
+// split on the way (one at a time, at random points, or read where the decoder says); oversize
+// frames are refused from their length prefix, before their bytes arrive; headers that are not
+// JSON objects are refused.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
@@ -39,14 +40,17 @@ function decodeIn(bytes: Buffer, cuts: readonly number[]): Frame[] {
   return frames;
 }
 
-const sampleArb: fc.Arbitrary<Sample> = fc.record({
-  kind: fc.constantFrom(...KINDS),
-  id: fc.nat({ max: 0xffff_ffff }),
-  header: fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.constant(null)), { maxKeys: 4 }).map(
-    (h) => JSON.parse(JSON.stringify(h)) as Record<string, unknown>, // as a header travels: a plain object
-  ),
-  body: fc.oneof(fc.constant(0), fc.nat({ max: 64 }), fc.integer({ min: 4000, max: 20_000 })).map((n) => randomBytes(n)),
-});
+/** A sample whose body has one of `sizes` (in bytes). */
+const sampleOf = (sizes: fc.Arbitrary<number>): fc.Arbitrary<Sample> =>
+  fc.record({
+    kind: fc.constantFrom(...KINDS),
+    id: fc.nat({ max: 0xffff_ffff }),
+    header: fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.constant(null)), { maxKeys: 4 }).map(
+      (h) => JSON.parse(JSON.stringify(h)) as Record<string, unknown>, // as a header travels: a plain object
+    ),
+    body: sizes.map((n) => randomBytes(n)),
+  });
+const sampleArb = sampleOf(fc.oneof(fc.constant(0), fc.nat({ max: 64 }), fc.integer({ min: 4000, max: 20_000 })));
 
 describe('peer frames', () => {
   it('round-trips every kind, with and without a body', () => {
@@ -84,6 +88,31 @@ describe('peer frames', () => {
       }),
       { numRuns: 150 },
     );
+  });
+
+  it('yields the same frames read where it says (onread), large bodies straight into their own buffers', () => {
+    const withLarge = sampleOf(fc.integer({ min: 64 * 1024, max: 300_000 }));
+    fc.assert(
+      fc.property(fc.array(fc.oneof(sampleArb, withLarge), { minLength: 1, maxLength: 6 }), fc.array(fc.integer({ min: 1, max: 16 * 1024 }), { minLength: 1, maxLength: 10 }), (samples, reads) => {
+        const bytes = wire(samples);
+        const d = new FrameDecoder();
+        const frames: Frame[] = [];
+        // As a socket does: each read at most what the target holds (and what a record holds).
+        for (let at = 0, i = 0; at < bytes.length; i++) {
+          const target = d.readTarget();
+          const n = Math.min(target.length, reads[i % reads.length]!, bytes.length - at);
+          target.set(bytes.subarray(at, at + n));
+          frames.push(...d.received(n, target));
+          at += n;
+        }
+        // Compared only now: every frame stays valid while the scratch is read into again.
+        assert.deepEqual(plain(frames), plain(samples));
+        for (const f of frames) if (f.body.length >= 64 * 1024) assert.equal(f.body.byteLength, f.body.buffer.byteLength, 'a large body is a buffer of its own');
+      }),
+      { numRuns: 100 },
+    );
+    const d = new FrameDecoder();
+    assert.throws(() => d.received(10, new Uint8Array(10)), /elsewhere than readTarget said/);
   });
 
   it('refuses an oversize frame from its 4-byte length prefix alone', () => {

@@ -10,8 +10,10 @@ import path from 'node:path';
 import { connect as connectTls, type TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { selfSignedCertificate } from '../../src/peer/certificate.js';
+import { encodeFrame, FrameKind } from '../../src/peer/frames.js';
 import { createIdentity, type Identity } from '../../src/peer/identity.js';
 import { peerIdOf, type PeerId } from '../../src/peer/peer-id.js';
+import { SocketReader } from '../../src/peer/socket-reader.js';
 import { dialPeer, listenForPeers, ORBIT_ALPN, PeerAuthError, type PeerListener } from '../../src/peer/transport.js';
 import { tempDir, waitFor } from '../helpers.js';
 
@@ -37,7 +39,7 @@ async function listen(identity: Identity, known: PeerId[], handshakeTimeoutMs?: 
       let text = '';
       socket.on('error', () => undefined);
       socket.on('data', (d: Buffer) => (text += d.toString()));
-      socket.write(`hello ${peer} from ${identity.peerId}`);
+      socket.write(Buffer.concat(encodeFrame(FrameKind.NOTIFY, 0, { text: `hello ${peer} from ${identity.peerId}` })));
       peers.push({ peer, socket, received: () => text });
     },
     onRefused: (peer, remote, reason) => refused.push({ peer, remote, reason }),
@@ -48,10 +50,18 @@ async function listen(identity: Identity, known: PeerId[], handshakeTimeoutMs?: 
   return { listener, port: listener.address.port, peers, refused };
 }
 
+/** Calls `got` with what arrives on a socket as text: a socket dialPeer connected has its bytes
+ * read as frames (socket-reader.ts), whose headers' text fields are what arrives. */
+function onText(socket: Socket, got: (text: string) => void): void {
+  const reader = SocketReader.of(socket);
+  if (!reader) socket.on('data', (d: Buffer) => got(d.toString()));
+  else reader.attach((bytes, frames) => got(frames instanceof Error ? `[${bytes} bytes, ${frames.message}]` : frames.map((f) => String(f.header.text)).join('')));
+}
+
 /** What a socket receives until it closes. */
 function untilClosed(socket: Socket): Promise<string> {
   let text = '';
-  socket.on('data', (d: Buffer) => (text += d.toString()));
+  onText(socket, (t) => (text += t));
   socket.on('error', () => undefined);
   return new Promise((resolve) => socket.once('close', () => resolve(text)));
 }
@@ -59,14 +69,10 @@ function untilClosed(socket: Socket): Promise<string> {
 async function receive(socket: Socket, expected: string): Promise<void> {
   let text = '';
   await new Promise<void>((resolve, reject) => {
-    const onData = (d: Buffer): void => {
-      text += d.toString();
-      if (text.length >= expected.length) {
-        socket.off('data', onData);
-        resolve();
-      }
-    };
-    socket.on('data', onData);
+    onText(socket, (t) => {
+      text += t;
+      if (text.length >= expected.length) resolve();
+    });
     socket.once('close', () => reject(new Error(`closed after ${JSON.stringify(text)}`)));
   });
   assert.equal(text, expected);
