@@ -24,7 +24,7 @@
 //   Any byte counts as hearing: a large frame arriving slowly is not an idle peer.
 import type { Duplex } from 'node:stream';
 import { componentLogger, type Logger } from '../log.js';
-import { encodeFrame, type Frame, FrameDecoder, FrameKind, frameKindName, MAX_MESSAGE_ID, ProtocolError } from './frames.js';
+import { encodeFrame, type Frame, FrameKind, frameKindName, MAX_MESSAGE_ID, ProtocolError } from './frames.js';
 import { type FrameSink, SocketReader } from './socket-reader.js';
 
 export { ProtocolError } from './frames.js';
@@ -213,7 +213,6 @@ interface Served {
 }
 
 export class PeerSession {
-  private readonly decoder = new FrameDecoder();
   private readonly lanes = new Map<Lane, Fifo<Outgoing>>(LANES.map((l) => [l, new Fifo<Outgoing>()]));
   private writeBlocked = false;
   private pumpScheduled = false;
@@ -291,10 +290,7 @@ export class PeerSession {
     this.log = options.logger ?? componentLogger('peer');
     for (const [method, handler] of Object.entries(options.handlers ?? {})) this.handlers.set(method, handler);
 
-    // A socket dialed with a SocketReader has its frames read for it; any other is a stream.
-    const reader = SocketReader.of(stream);
-    if (reader) reader.attach(this.received);
-    else stream.on('data', this.onData);
+    SocketReader.reading(stream).attach(this.received);
     stream.on('end', () => this.shutdown(new PeerClosedError(this.peer, `${this.peerLabel} closed the connection`)));
     stream.on('close', () => this.shutdown(new PeerClosedError(this.peer, `the connection to ${this.peerLabel} closed`)));
     // Kept for the stream's life: an error after the session ended must not be an uncaught one.
@@ -431,16 +427,6 @@ export class PeerSession {
   }
 
   // --- reading ------------------------------------------------------------------------------------
-
-  private readonly onData = (chunk: Buffer): void => {
-    let frames: Frame[] | Error;
-    try {
-      frames = this.decoder.push(chunk);
-    } catch (err) {
-      frames = err instanceof Error ? err : new Error(String(err));
-    }
-    this.received(chunk.length, frames);
-  };
 
   /** `bytes` came in, completing `frames` (or breaking the protocol). */
   private readonly received: FrameSink = (bytes, frames) => {
