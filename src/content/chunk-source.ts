@@ -1,6 +1,7 @@
 // Where a volume's chunks come from, as verified plaintext: the local pool for the store's own
 // volumes; for a volume attached from a peer, the pool (pinned files), the cache of fetched chunks,
 // and the peers (peer/remote-chunks.ts). The vfs reads through this and nothing else.
+import { ChunkMemory } from '../pool/chunk-memory.js';
 import type { ChunkId, ChunkStore } from '../pool/contract.js';
 import type { CodecPool } from './codec-pool.js';
 
@@ -14,11 +15,26 @@ export interface ChunkSource {
   plain(id: ChunkId, urgency: Urgency): Promise<Buffer>;
   /** A reader now waits for a chunk asked for with less urgency: serve it as a read. */
   hurry?(id: ChunkId): void;
+  /** The caller is done with plaintext this source gave it, and holds no view of it any more:
+   * its memory may be reused. */
+  release?(plain: Buffer): void;
 }
 
-/** The store's own chunks: read from the pool and decoded on the codec workers. */
-export function poolChunks(chunks: ChunkStore, codec: CodecPool): ChunkSource {
-  return { plain: async (id) => codec.decode(id, await chunks.get(id)) };
+/** The store's own chunks: read from the pool into reused memory and decoded there on the codec
+ * workers (a raw chunk's plaintext is a view of what was read: nothing is copied). */
+export function poolChunks(chunks: ChunkStore, codec: CodecPool, memory = new ChunkMemory()): ChunkSource {
+  return {
+    plain: async (id) => {
+      const stored = await chunks.get(id, memory);
+      let plain: Buffer | undefined;
+      try {
+        return (plain = await codec.decode(id, stored));
+      } finally {
+        if (plain?.buffer !== stored.buffer) memory.giveBack(stored);
+      }
+    },
+    release: (plain) => memory.giveBack(plain),
+  };
 }
 
 /** No peer could serve the chunk within the fetch timeout (the reader gets EIO). */

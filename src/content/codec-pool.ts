@@ -16,8 +16,9 @@ export type CodecRequest =
   | ({ seq: number; op: 'chunk'; bytes: Uint8Array } & ResyncPoints);
 
 export type CodecResponse =
-  /** The bytes are buffer[offset, offset + length) (all of it when absent). */
-  | { seq: number; ok: true; id: ChunkId; codec?: Codec; buffer: ArrayBuffer; offset?: number; length?: number; stored?: ArrayBuffer }
+  /** The bytes are buffer[offset, offset + length) (all of it when absent); shared memory only
+   * as the plaintext of shared bytes decoded in place. */
+  | { seq: number; ok: true; id: ChunkId; codec?: Codec; buffer: ArrayBuffer | SharedArrayBuffer; offset?: number; length?: number; stored?: ArrayBuffer }
   | ({ seq: number; ok: true } & ChunkedBytes)
   | { seq: number; ok: false; error: { name: string; message: string; code?: string; id?: string } };
 
@@ -82,11 +83,15 @@ export class CodecPool {
    * checks. The stored bytes are handed over with the buffer they are a view of (a fragment's
    * payload goes with its header): it goes to the worker and back uncopied (the plaintext of a
    * raw chunk is a view of it), so the caller must use neither the bytes nor another view of
-   * that buffer after. */
+   * that buffer after. Shared bytes (pool/chunk-memory.ts) are read in place and stay the
+   * caller's; a raw chunk's plaintext is then a view of them. */
   decode(id: ChunkId, stored: Uint8Array): Promise<Buffer> {
     return this.send({ seq: 0, op: 'decode', id, bytes: stored }, true).then((res) => {
       if (!('buffer' in res)) throw new Error('codec worker answered decode without bytes');
-      return Buffer.from(res.buffer, res.offset ?? 0, res.length ?? res.buffer.byteLength);
+      // Shared memory comes back as another object over the same memory: the plaintext is made
+      // a view of the caller's own, which is what it knows the memory by (ChunkMemory does).
+      const backing = res.buffer instanceof SharedArrayBuffer && stored.buffer instanceof SharedArrayBuffer ? stored.buffer : res.buffer;
+      return Buffer.from(backing, res.offset ?? 0, res.length ?? backing.byteLength);
     });
   }
 

@@ -15,10 +15,12 @@ port.on('message', (req: CodecRequest) => {
       res = { seq: req.seq, ok: true, id, codec, buffer: exactBuffer(bytes) };
     } else if (req.op === 'decode') {
       const plain = decodeChunk(req.id, req.bytes);
-      // A raw chunk's plaintext is a view of the bytes received: they go back whole, uncopied.
-      res = plain.buffer === req.bytes.buffer && plain.buffer instanceof ArrayBuffer
-        ? { seq: req.seq, ok: true, id: req.id, buffer: plain.buffer, offset: plain.byteOffset, length: plain.length }
-        : { seq: req.seq, ok: true, id: req.id, buffer: exactBuffer(plain), ...(req.keep && req.bytes.buffer instanceof ArrayBuffer ? { stored: req.bytes.buffer } : {}) };
+      const received = req.bytes.buffer;
+      // A raw chunk's plaintext is a view of the bytes received: they go back whole, uncopied
+      // (shared memory is never the worker's: only where the view lies goes back).
+      res = plain.buffer === received
+        ? { seq: req.seq, ok: true, id: req.id, buffer: received, offset: plain.byteOffset, length: plain.length }
+        : { seq: req.seq, ok: true, id: req.id, buffer: exactBuffer(plain), ...(req.keep && received instanceof ArrayBuffer ? { stored: received } : {}) };
     } else {
       res = { seq: req.seq, ok: true, ...chunk(req.bytes, req.from, req.boundaries) };
     }
@@ -26,8 +28,14 @@ port.on('message', (req: CodecRequest) => {
     const e = err as Error & { code?: string; id?: string };
     res = { seq: req.seq, ok: false, error: { name: e.name, message: e.message, code: e.code, id: e.id } };
   }
-  port.postMessage(res, 'buffer' in res ? (res.stored ? [res.buffer, res.stored] : [res.buffer]) : 'chunks' in res ? res.chunks.flatMap((c) => (c.buffer ? [c.buffer] : [])) : []);
+  port.postMessage(res, transferable(res));
 });
+
+/** What an answer hands over: its own buffers, not shared memory (which crosses as it is). */
+function transferable(res: CodecResponse): ArrayBuffer[] {
+  if ('buffer' in res) return [res.buffer, res.stored].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+  return 'chunks' in res ? res.chunks.flatMap((c) => (c.buffer ? [c.buffer] : [])) : [];
+}
 
 function chunk(bytes: Uint8Array, from: number, boundaries: number[]): ChunkedBytes {
   const chunks: ChunkedBytes['chunks'] = [];

@@ -61,6 +61,16 @@ export interface AttrReply {
   timeout?: number;
 }
 
+/** A read's answer: its bytes, whole or in parts. */
+export type ReadReply = Uint8Array | readonly Uint8Array[] | LentReadReply;
+
+/** Parts lying in memory the filesystem will reuse: the session sends them, then calls sent()
+ * (whether or not the reply could be sent) and keeps no view of them. */
+export interface LentReadReply {
+  readonly parts: readonly Uint8Array[];
+  sent(): void;
+}
+
 export interface OpenReply {
   /** The filesystem's handle, given back with every request on this open file. */
   fh: number;
@@ -153,7 +163,7 @@ export interface FuseOperations {
   link?(ctx: RequestContext, ino: number, newParent: number, newName: string): Result<Entry>;
   open?(ctx: RequestContext, ino: number, flags: number): Result<OpenReply>;
   /** Return at most `size` bytes; fewer only at end of file. Several parts are sent without joining. */
-  read?(ctx: RequestContext, ino: number, fh: number, offset: number, size: number): Result<Uint8Array | readonly Uint8Array[]>;
+  read?(ctx: RequestContext, ino: number, fh: number, offset: number, size: number): Result<ReadReply>;
   /** Returns bytes written. `data` is valid until the handler settles, as in libfuse: copy what
    * you need later, or take it whole with info.keep(). (It is the kernel's request buffer, handed
    * over uncopied; once the handler settles it goes back to the binding and any Buffer still

@@ -15,6 +15,7 @@ import type {
   Entry,
   FuseOperations,
   OpenReply,
+  ReadReply,
   RequestContext,
   Result,
   SessionOptions,
@@ -593,9 +594,19 @@ export class FuseSession {
     native.replyReadlink(id, target, this.utf8);
   };
 
-  private readonly replyData: Reply<Uint8Array | readonly Uint8Array[]> = (id, data) => {
-    if (data instanceof Uint8Array) native.replyBuf(id, data);
-    else native.replyIov(id, data);
+  private readonly replyData: Reply<ReadReply> = (id, data) => {
+    if (data instanceof Uint8Array) {
+      native.replyBuf(id, data);
+    } else if ('sent' in data) {
+      // The reply copies the bytes to the kernel before it returns: then they may be reused.
+      try {
+        native.replyIov(id, data.parts);
+      } finally {
+        data.sent();
+      }
+    } else {
+      native.replyIov(id, data);
+    }
   };
 
   private readonly replyStatfs: Reply<StatfsReply> = (id, s) => {

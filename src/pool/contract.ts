@@ -1,5 +1,6 @@
 // The pool layer's contract: stores of opaque, already-encoded chunks named by their ids, the
 // errors every implementation reports the same way, and the check that keeps ids safe as names.
+import type { ChunkMemory } from './chunk-memory.js';
 import type { Policy } from './policy.js';
 
 /** 64 lowercase hex characters: the BLAKE3-256 of the chunk's plaintext. */
@@ -23,8 +24,10 @@ export interface ChunkStore {
    * The bytes may come in parts, stored one after another (a raw chunk's header, then its
    * plaintext, which a write holds in memory shared with the codec workers). */
   put(id: ChunkId, bytes: Uint8Array | readonly Uint8Array[], policy?: Policy): Promise<'stored' | 'existed'>;
-  /** The stored bytes; rejects with a ChunkNotFoundError (code 'ENOENT') when absent. */
-  get(id: ChunkId): Promise<Buffer>;
+  /** The stored bytes; rejects with a ChunkNotFoundError (code 'ENOENT') when absent. With
+   * `memory`, they may be read into memory lent from it: the caller then holds the only views of
+   * that memory and gives it back (ChunkMemory.giveBack) when done. */
+  get(id: ChunkId, memory?: ChunkMemory): Promise<Buffer>;
   has(id: ChunkId): Promise<boolean>;
   /** Resolves false when it was not there. */
   delete(id: ChunkId): Promise<boolean>;

@@ -6,6 +6,7 @@
 // pool treats that disk as failed instead of filling the wrong filesystem.
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { ChunkMemory } from './chunk-memory.js';
 import type { ChunkId, ChunkStat } from './contract.js';
 import { LocalChunkStore } from './local-store.js';
 import { replaceFile } from '../durable-file.js';
@@ -107,8 +108,8 @@ export class Disk {
     return this.files.put(id, parts);
   }
 
-  get(id: ChunkId): Promise<Buffer> {
-    return this.files.get(id);
+  get(id: ChunkId, memory?: ChunkMemory): Promise<Buffer> {
+    return this.files.get(id, memory);
   }
 
   /** Bytes of the fragments on it (counted by this process: no statfs). */

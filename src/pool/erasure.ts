@@ -85,9 +85,8 @@ export async function restoreShards(shards: ReadonlyArray<Uint8Array | undefined
   return out;
 }
 
-/** The chunk's bytes from its K data shards. */
-export function joinData(dataShards: ReadonlyArray<Uint8Array>, chunkLength: number): Buffer {
-  const out = Buffer.allocUnsafe(chunkLength);
+/** The chunk's bytes from its K data shards (written into `out` when given: chunkLength bytes). */
+export function joinData(dataShards: ReadonlyArray<Uint8Array>, chunkLength: number, out: Buffer = Buffer.allocUnsafe(chunkLength)): Buffer {
   let at = 0;
   for (const s of dataShards) {
     if (at >= chunkLength) break;

@@ -7,6 +7,7 @@
 // where they were put unless a disk was skipped. No table of locations exists to lose or to keep
 // in step with the disks; a disk's own files are the truth.
 import type { Logger } from '../log.js';
+import type { ChunkMemory } from './chunk-memory.js';
 import type { ChunkId, ChunkStat, ChunkStore, StoreCapacity } from './contract.js';
 import { assertChunkId, ChunkNotFoundError, ChunkStoreClosedError } from './contract.js';
 import { Disk, DiskUnavailableError, type DiskConfig } from './disk.js';
@@ -168,7 +169,7 @@ export class Pool implements ChunkStore {
     return undefined;
   }
 
-  async get(id: ChunkId): Promise<Buffer> {
+  async get(id: ChunkId, memory?: ChunkMemory): Promise<Buffer> {
     this.assertOpen();
     assertChunkId(id);
     this.heat?.record(id);
@@ -185,7 +186,7 @@ export class Pool implements ChunkStore {
     let next = 0;
     // The first fragment says the policy (and for a replica, is the chunk).
     while (policy === undefined && next < order.length) {
-      const f = await this.readFragment(order[next++]!, id);
+      const f = await this.readFragment(order[next++]!, id, memory);
       if (f === 'missing') {
         missing = true;
         continue;
@@ -219,10 +220,11 @@ export class Pool implements ChunkStore {
     while (found.length < k && next < order.length) {
       const batch = order.slice(next, next + (k - found.length));
       next += batch.length;
-      for (const f of await Promise.all(batch.map((m) => this.readFragment(m, id)))) {
+      for (const f of await Promise.all(batch.map((m) => this.readFragment(m, id, memory)))) {
         if (f === 'corrupt') corrupt = true;
         else if (f === 'missing') missing = true;
         else if (samePolicy(f.header.policy, policy)) found.push(f);
+        else memory?.giveBack(f.payload);
       }
     }
     if (found.length < k) {
@@ -238,7 +240,12 @@ export class Pool implements ChunkStore {
       throw new ChunkUnreadableError(id, `${found.length} of the ${k} fragments it needs are readable`);
     }
     if (corrupt || (missing && found.some((f) => f.header.index >= k))) this.degraded(id);
-    return this.assemble(found, policy);
+    // The shards are copied into the chunk: their memory goes back.
+    try {
+      return await this.assemble(found, policy, memory);
+    } finally {
+      for (const f of found) memory?.giveBack(f.payload);
+    }
   }
 
   async has(id: ChunkId): Promise<boolean> {
@@ -599,10 +606,10 @@ export class Pool implements ChunkStore {
     return false;
   }
 
-  private async readFragment(m: Member, id: ChunkId): Promise<Found | 'missing' | 'corrupt'> {
+  private async readFragment(m: Member, id: ChunkId, memory?: ChunkMemory): Promise<Found | 'missing' | 'corrupt'> {
     let file: Buffer;
     try {
-      file = await m.disk!.get(id);
+      file = await m.disk!.get(id, memory);
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') {
         await this.stillThere(m, true);
@@ -615,22 +622,24 @@ export class Pool implements ChunkStore {
       const { header, payload } = decodeFragment(file);
       return { member: m, header, payload };
     } catch (err) {
+      memory?.giveBack(file);
       this.log?.error({ disk: m.config.path, chunk: id, reason: (err as Error).message }, 'corrupt fragment: the chunk is read from the others');
       this.counters.corruptFragments++;
       return 'corrupt';
     }
   }
 
-  /** The chunk from fragments of one policy (enough of them). */
-  private async assemble(found: Found[], policy: Policy): Promise<Buffer> {
+  /** The chunk from fragments of one policy (enough of them); an erasure-coded one is joined
+   * into memory lent from `memory` when given. */
+  private async assemble(found: Found[], policy: Policy, memory?: ChunkMemory): Promise<Buffer> {
     if (policy.kind === 'replicate') return found[0]!.payload;
     const k = policy.data;
     const shards: Array<Buffer | undefined> = new Array(k + policy.parity).fill(undefined);
     for (const f of found) shards[f.header.index] ??= f.payload;
     const chunkLength = found[0]!.header.chunkLength;
-    const data = shards.slice(0, k);
-    if (data.every((s) => s !== undefined)) return joinData(data as Buffer[], chunkLength);
-    return joinData((await restoreShards(shards, k, policy.parity)).slice(0, k), chunkLength);
+    let data = shards.slice(0, k);
+    if (!data.every((s) => s !== undefined)) data = (await restoreShards(shards, k, policy.parity)).slice(0, k);
+    return joinData(data as Buffer[], chunkLength, memory?.lend(chunkLength));
   }
 
   /** Header and payload of every fragment of `chunk` under `policy`, in index order. */

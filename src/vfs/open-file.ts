@@ -13,11 +13,12 @@ import type { CodecPool } from '../content/codec-pool.js';
 import { borrowShared, returnShared, SHARED_BATCH } from '../content/codec-pool.js';
 import { rawChunkHeader, RAW_HEADER } from '../content/codec.js';
 import { copyBytes } from '../content/native.js';
+import type { LentReadReply } from '../fuse/contract.js';
 import type { ChunkInfo, Extent, Ino, MetaEngine } from '../meta/contract.js';
 import type { ChunkStore } from '../pool/contract.js';
 import { finishStaleClaims, STALE_CLAIM_MS } from '../store/gc.js';
 import { ownPolicy } from '../store/policies.js';
-import type { ChunkCache } from './chunk-cache.js';
+import type { ChunkCache, HeldChunk } from './chunk-cache.js';
 import { ReadPattern, type ByteRange } from './read-pattern.js';
 
 const MiB = 1024 * 1024;
@@ -105,22 +106,26 @@ export class OpenFile {
     }
   }
 
-  async read(offset: number, size: number): Promise<Buffer[]> {
+  /** The bytes of [offset, offset + size), cut short at the end of the file: slices of the
+   * cached chunks, lent until sent() when there are any. */
+  async read(offset: number, size: number): Promise<Buffer[] | LentReadReply> {
     const end = Math.min(offset + size, this.size);
     if (end <= offset) return [];
-    let parts: Buffer[];
+    let reply: Buffer[] | LentReadReply;
     if (!overlaps(this.committing, offset, end) && !overlaps(this.dirty, offset, end)) {
-      parts = await this.committedBytes(offset, end);
+      const { parts, held } = await this.committedBytes(offset, end);
+      reply = held.length === 0 ? parts : { parts, sent: () => releaseAll(held) };
     } else {
-      parts = [Buffer.allocUnsafe(end - offset)];
-      await this.readInto(offset, end, parts[0]!, 0);
+      const out = Buffer.allocUnsafe(end - offset);
+      await this.readInto(offset, end, out, 0);
+      reply = [out];
     }
     // A sequential or strided reader wants what follows next: fetch it while this reply goes
     // out, so that decoding (and, for an attached volume, fetching) keeps ahead of it. Random
     // readers get no prefetch.
     const ahead = this.pattern.read(offset, end);
     if (ahead.length > 0) this.prefetch(ahead).catch(() => undefined);
-    return parts;
+    return reply;
   }
 
   /** Starts loading the chunks under `ranges` (failures surface when they are read). */
@@ -139,10 +144,15 @@ export class OpenFile {
   private async readInto(offset: number, end: number, out: Uint8Array, at: number, buffered = [...this.committing, ...this.dirty]): Promise<void> {
     // New data is all buffered: then the committed bytes beneath it need not be read.
     if (!covers(buffered, offset, end)) {
-      let to = at;
-      for (const part of await this.committedBytes(offset, end)) {
-        copyBytes(out, to, part);
-        to += part.length;
+      const { parts, held } = await this.committedBytes(offset, end);
+      try {
+        let to = at;
+        for (const part of parts) {
+          copyBytes(out, to, part);
+          to += part.length;
+        }
+      } finally {
+        releaseAll(held);
       }
     }
     for (const d of buffered) {
@@ -389,22 +399,30 @@ export class OpenFile {
     this.extentWindows.ahead = undefined;
   }
 
-  /** Committed bytes of [offset, end): slices of chunks, zeros for holes. */
-  private async committedBytes(offset: number, end: number): Promise<Buffer[]> {
+  /** Committed bytes of [offset, end): slices of chunks, zeros for holes; the chunks sliced are
+   * held, for the caller to release once done with the parts. */
+  private async committedBytes(offset: number, end: number): Promise<{ parts: Buffer[]; held: HeldChunk[] }> {
     const extents = await this.extentsIn(offset, end - offset);
     const parts: Buffer[] = [];
+    const held: HeldChunk[] = [];
     let pos = offset;
-    for (const e of extents) {
-      if (e.offset > pos) parts.push(zeros(Math.min(e.offset, end) - pos));
-      const from = Math.max(pos, e.offset);
-      const to = Math.min(end, e.offset + e.length);
-      if (to <= from) continue;
-      const chunk = await this.parts.cache.get(e.chunk);
-      parts.push(chunk.subarray(e.chunkOffset + (from - e.offset), e.chunkOffset + (to - e.offset)));
-      pos = to;
+    try {
+      for (const e of extents) {
+        if (e.offset > pos) parts.push(zeros(Math.min(e.offset, end) - pos));
+        const from = Math.max(pos, e.offset);
+        const to = Math.min(end, e.offset + e.length);
+        if (to <= from) continue;
+        const chunk = await this.parts.cache.hold(e.chunk);
+        held.push(chunk);
+        parts.push(chunk.bytes.subarray(e.chunkOffset + (from - e.offset), e.chunkOffset + (to - e.offset)));
+        pos = to;
+      }
+    } catch (err) {
+      releaseAll(held);
+      throw err;
     }
     if (pos < end) parts.push(zeros(end - pos));
-    return parts;
+    return { parts, held };
   }
 }
 
@@ -421,6 +439,10 @@ function chunkInfo(c: EncodedPiece): ChunkInfo {
 function now(): { sec: number; nsec: number } {
   const ms = Date.now();
   return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 };
+}
+
+function releaseAll(held: readonly HeldChunk[]): void {
+  for (const chunk of held) chunk.release();
 }
 
 function zeros(n: number): Buffer {

@@ -10,6 +10,7 @@ import type {
   Entry,
   FuseOperations,
   OpenReply,
+  ReadReply,
   RequestContext,
   SetattrChanges,
   StatfsReply,
@@ -176,7 +177,7 @@ export class VolumeFs implements FuseOperations {
     return this.openFile(this.toMeta(ino), flags);
   }
 
-  async read(_ctx: RequestContext, ino: number, _fh: number, offset: number, size: number): Promise<Buffer[]> {
+  async read(_ctx: RequestContext, ino: number, _fh: number, offset: number, size: number): Promise<ReadReply> {
     const id = this.toMeta(ino);
     const file = this.openFiles.get(id) ?? new OpenFile(id, (await this.store.meta.getattr(id)).size, this.parts);
     try {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chunkId } from '../../src/content/hash.js';
 import type { ChunkId } from '../../src/pool/contract.js';
+import { ChunkMemory } from '../../src/pool/chunk-memory.js';
 import { Disk, type DiskConfig } from '../../src/pool/disk.js';
 import { encodeShards, joinData, restoreShards, shardSize } from '../../src/pool/erasure.js';
 import { decodeFragment, FRAGMENT_HEADER, type FragmentHeader } from '../../src/pool/fragment.js';
@@ -321,6 +322,35 @@ describe('Pool', () => {
     await assertAllReadable(pool, chunks, 'with corrupt fragments');
     await pool.close();
     for (const c of chunks) await assertWhole(t.disks, c.id, policy, 'after reads and their background repairs');
+  });
+
+  it('reads into lent memory: a replica is read into it, shards are joined into it, and what is not the chunk goes back', async () => {
+    for (const policy of ['replicate:2', 'ec:4+2']) {
+      const t = await makePool(tmp.dir, `lent-${policy.replace(/[:+]/g, '-')}`, 6, policy);
+      const pool = await openPool(t.home);
+      const chunks = randomChunks(12, 1000, 600 * 1024);
+      for (const c of chunks) assert.equal(await pool.put(c.id, c.bytes), 'stored');
+      await pool.sync();
+      // A fragment of each of the first six chunks is corrupt (data shard 0, which is read;
+      // one of two replicas, read about half the time): a read of one fails its checks and gives
+      // its memory back.
+      for (const c of chunks.slice(0, 6)) {
+        const f = (await fragmentFiles(t.disks, c.id)).find((x) => decodeFragment(x.bytes).header.index === 0)!;
+        f.bytes[f.bytes.length - 1]! ^= 0x5a;
+        await writeFile(f.file, f.bytes);
+      }
+
+      const memory = new ChunkMemory();
+      for (const c of chunks) {
+        const got = await pool.get(c.id, memory);
+        assert.ok(got.equals(c.bytes), `${policy}: get(${c.id}) into lent memory`);
+        assert.ok(got.buffer instanceof SharedArrayBuffer, `${policy}: the chunk lies in lent memory`);
+        assert.equal(memory.lentSize, got.buffer.byteLength, `${policy}: nothing but the chunk is still on loan`);
+        memory.giveBack(got);
+      }
+      assert.equal(memory.lentSize, 0);
+      await pool.close();
+    }
   });
 
   it('rejects a put with ENOSPC when there are fewer disks than fragments, and leaves nothing behind', async () => {
