@@ -60,6 +60,10 @@ export interface HandlerRequest {
 export interface HandlerResponse {
   header?: Record<string, unknown>;
   body?: Uint8Array;
+  /** Called once, when the session needs the body no more: the stream has taken its bytes, or
+   * they will never be sent (the request was cancelled, the session closed). A body in memory
+   * the handler reuses goes back then. */
+  sent?: () => void;
 }
 
 /** Serves one method. What it throws goes back as an ERROR with the error's `code` (an errno name
@@ -161,6 +165,8 @@ interface Outgoing {
   dropped: boolean;
   written: boolean;
   onWritten?: () => void;
+  /** Called once its bytes are the stream's (its last write's callback) or it is dropped. */
+  release?: () => void;
 }
 
 /** A queue that shifts in O(1). */
@@ -183,9 +189,12 @@ class Fifo<T> {
     }
     return item;
   }
-  clear(): void {
+  /** Empties the queue, returning what it held. */
+  clear(): T[] {
+    const left = this.items.slice(this.head);
     this.items = [];
     this.head = 0;
+    return left;
   }
 }
 
@@ -600,6 +609,7 @@ export class PeerSession {
     let kind: FrameKind;
     let header: Record<string, unknown>;
     let body: Uint8Array | undefined;
+    let sent: (() => void) | undefined;
     try {
       const handler = this.handlers.get(s.method);
       if (!handler) throw new PeerRequestError('ENOSYS', `no method "${s.method}" here`);
@@ -607,17 +617,23 @@ export class PeerSession {
       kind = FrameKind.RESPONSE;
       header = res.header ?? {};
       body = res.body;
+      sent = res.sent;
     } catch (err) {
       kind = FrameKind.ERROR;
       header = errorHeader(err);
       if (s.state === 'running' && !s.controller.signal.aborted && header.code === 'EIO') this.log.debug({ err, method: s.method }, 'a request handler failed');
     }
     // Cancelled, or the session closed, meanwhile: nobody wants the answer.
-    if (s.state !== 'running') return;
+    if (s.state !== 'running' || this.isClosedFlag) {
+      sent?.();
+      return;
+    }
     let answer: Outgoing;
     try {
       answer = this.frame(kind, s.id, header, body);
+      answer.release = sent;
     } catch (err) {
+      sent?.();
       kind = FrameKind.ERROR;
       answer = this.frame(kind, s.id, { code: encodingFailure(err), message: `the answer to ${s.method} cannot be sent: ${(err as Error).message}`.slice(0, MAX_ERROR_MESSAGE) });
     }
@@ -662,7 +678,7 @@ export class PeerSession {
   }
 
   private enqueue(lane: Lane, frame: Outgoing): void {
-    if (this.isClosedFlag) return;
+    if (this.isClosedFlag) return drop(frame);
     this.lanes.get(lane)!.push(frame);
     if (this.pumpScheduled || this.writeBlocked) return;
     // Frames queued in the same turn of the event loop go out together, in priority order.
@@ -692,7 +708,9 @@ export class PeerSession {
           corked = true;
         }
         let more = true;
-        for (const piece of f.pieces) more = this.stream.write(piece);
+        const last = f.pieces.length - 1;
+        for (let i = 0; i < last; i++) more = this.stream.write(f.pieces[i]);
+        more = this.stream.write(f.pieces[last], f.release && releaser(f));
         f.written = true;
         f.pieces = [];
         this.bytesOutCount += f.bytes;
@@ -786,7 +804,7 @@ export class PeerSession {
     clearTimeout(this.helloTimer);
     clearInterval(this.livenessTimer);
     this.stream.off('drain', this.onDrain);
-    for (const q of this.lanes.values()) q.clear();
+    for (const q of this.lanes.values()) for (const f of q.clear()) drop(f);
     for (const q of this.waiting.values()) q.clear();
 
     const gone = (what: string): PeerClosedError =>
@@ -829,9 +847,20 @@ export class PeerSession {
 }
 
 /** Takes a queued frame out of its turn, and lets its bytes go now. */
+/** Takes a frame off the wire: skipped if queued, its memory released if not yet written. */
 function drop(f: Outgoing): void {
   f.dropped = true;
   f.pieces = [];
+  if (!f.written) releaser(f)();
+}
+
+/** The frame's release, to be called once whatever comes first calls it. */
+function releaser(f: Outgoing): () => void {
+  return () => {
+    const release = f.release;
+    f.release = undefined;
+    release?.();
+  };
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

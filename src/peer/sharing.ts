@@ -12,8 +12,10 @@
 // the asker checks them against the chunk's name) under the same rule: the asker names a volume
 // shared with it, and a file of that volume has content in the chunk. A volume attached from a
 // peer can be shared on (an offer says where it comes from): then this store serves what it holds
-// of it, and the askers take it as one more source of the origin's chunks.
+// of it, and the askers take it as one more source of the origin's chunks. The pool reads a chunk
+// into reused memory (pool/chunk-memory.ts), which goes back once TLS has taken its bytes.
 import type { Logger } from '../log.js';
+import { ChunkMemory } from '../pool/chunk-memory.js';
 import { ChunkNotFoundError, isChunkId } from '../pool/contract.js';
 import type { RemoteCache } from '../pool/remote-cache.js';
 import type { FetchSource } from './chunk-fetcher.js';
@@ -48,6 +50,7 @@ export class Sharing {
   private watch: NodeJS.Timeout | undefined;
   private seenCount = -1;
   private unannounced = false;
+  private readonly memory = new ChunkMemory();
 
   constructor(
     private readonly household: Household,
@@ -70,7 +73,7 @@ export class Sharing {
         throw Object.assign(new Error(`no chunk ${id} in a volume ${volume} shared with this peer`), { code: 'EACCES' });
       }
       const body = await this.storedChunk(id);
-      return body ? { header: {}, body } : { header: { absent: true } };
+      return body ? { header: {}, body, sent: () => this.memory.giveBack(body) } : { header: { absent: true } };
     });
     h.handle('index', async (req) => {
       const volume = String(req.header.volume);
@@ -129,7 +132,7 @@ export class Sharing {
   /** A chunk's stored bytes as this store holds them: in the pool, or fetched into the cache. */
   private async storedChunk(id: string): Promise<Buffer | undefined> {
     try {
-      return await this.store.chunks.get(id);
+      return await this.store.chunks.get(id, this.memory);
     } catch (err) {
       if (!(err instanceof ChunkNotFoundError)) throw err;
     }

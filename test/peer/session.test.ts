@@ -153,6 +153,49 @@ describe('peer sessions', () => {
     });
   });
 
+  it('call a response\'s sent() once the stream has its body, or once it never will, exactly once', async () => {
+    const { alpha, beta } = await sessionPair();
+    const calls = new Map<string, number>();
+    const sentOnce = (key: string, body: Buffer) => () => {
+      calls.set(key, (calls.get(key) ?? 0) + 1);
+      body.fill(0); // as memory lent again would be overwritten
+    };
+    // Sent: the bytes scribbled over in sent() must not be the ones that went out.
+    beta.handle('give', async ({ header }) => {
+      const body = randomBytes(4 * MiB);
+      return { header: { sha: sha(body) }, body, sent: sentOnce(String(header.n), body) };
+    });
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, n) => alpha.request('give', { n })));
+    for (const r of answers) assert.equal(sha(r.body), r.header.sha);
+    await waitFor(() => calls.size === 12, 'every sent()');
+
+    // Never sent: the request timed out before its handler answered; the answer too large.
+    beta.handle('late', async ({ signal }) => {
+      await new Promise((resolve) => signal.addEventListener('abort', resolve));
+      const body = Buffer.alloc(MiB);
+      return { body, sent: sentOnce('late', body) };
+    });
+    await assert.rejects(alpha.request('late', {}, undefined, { timeoutMs: 50 }), { code: 'ETIMEDOUT' });
+    beta.handle('huge', async () => {
+      const body = Buffer.alloc(MAX_BODY_BYTES + 1);
+      return { body, sent: sentOnce('huge', body) };
+    });
+    await assert.rejects(alpha.request('huge', {}), { code: 'EMSGSIZE' });
+    await waitFor(() => calls.get('late') === 1 && calls.get('huge') === 1, 'sent() of answers never sent');
+
+    // The session closes with answers queued and being written.
+    let answered = 0;
+    beta.handle('more', async ({ header }) => {
+      const body = randomBytes(4 * MiB);
+      if (++answered === 20) setImmediate(() => void beta.close());
+      return { body, sent: sentOnce(`more${String(header.n)}`, body) };
+    });
+    await Promise.allSettled(Array.from({ length: 20 }, (_, n) => alpha.request('more', { n })));
+    await waitFor(() => [...calls.keys()].filter((k) => k.startsWith('more')).length === 20, 'sent() of every answer when the session closed');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual([...calls.values()].filter((n) => n !== 1), [], 'each sent() exactly once');
+  });
+
   it('answer an unknown method with ENOSYS, a failing handler with its code, and stay up', async () => {
     const { alpha, beta } = await sessionPair();
     beta.handle('fail', async ({ header }) => {
