@@ -18,7 +18,7 @@ export type CodecRequest =
 export type CodecResponse =
   /** The bytes are buffer[offset, offset + length) (all of it when absent); shared memory only
    * as the plaintext of shared bytes decoded in place. */
-  | { seq: number; ok: true; id: ChunkId; codec?: Codec; buffer: ArrayBuffer | SharedArrayBuffer; offset?: number; length?: number; stored?: ArrayBuffer }
+  | { seq: number; ok: true; id: ChunkId; codec?: Codec; crc?: number; buffer: ArrayBuffer | SharedArrayBuffer; offset?: number; length?: number; stored?: ArrayBuffer }
   | ({ seq: number; ok: true } & ChunkedBytes)
   | { seq: number; ok: false; error: { name: string; message: string; code?: string; id?: string } };
 
@@ -38,6 +38,8 @@ export interface EncodeResult {
   id: ChunkId;
   bytes: Buffer;
   codec: Codec;
+  /** CRC-32C of `bytes` (see ChunkStore.put). */
+  crc: number;
 }
 
 /** Where chunking may stop early: at a cut at or after `from` that is one of `boundaries` (both
@@ -51,8 +53,9 @@ export interface ResyncPoints {
 export interface ChunkedBytes {
   /** The chunks found, in order; their lengths are plaintext lengths. `buffer` holds a chunk's
    * stored form when it is compressed; without it the chunk is stored raw, as rawChunkHeader()
-   * followed by its plaintext (the bytes given, which the caller still has). */
-  chunks: Array<{ length: number; id: ChunkId; buffer?: ArrayBuffer }>;
+   * followed by its plaintext (the bytes given, which the caller still has). `crc`: the CRC-32C
+   * of the stored form (see ChunkStore.put). */
+  chunks: Array<{ length: number; id: ChunkId; crc: number; buffer?: ArrayBuffer }>;
   /** Bytes the chunks cover, from the start; the rest is not a chunk yet. */
   used: number;
   /** Whether chunking stopped at a resync point. */
@@ -75,7 +78,7 @@ export class CodecPool {
   encode(plain: Uint8Array): Promise<EncodeResult> {
     return this.send({ seq: 0, op: 'encode', bytes: plain }).then((res) => {
       if (!('id' in res)) throw new Error('codec worker answered encode without a chunk');
-      return { id: res.id, bytes: Buffer.from(res.buffer), codec: res.codec! };
+      return { id: res.id, bytes: Buffer.from(res.buffer), codec: res.codec!, crc: res.crc! };
     });
   }
 

@@ -2,7 +2,8 @@
 // codec-pool.ts).
 import { parentPort } from 'node:worker_threads';
 import { Chunker } from './chunker.js';
-import { decodeChunk, encodeChunk, nameChunk, packedChunk } from './codec.js';
+import { crc32c } from '../pool/fragment.js';
+import { decodeChunk, encodeChunk, nameChunk, packedChunk, rawChunkHeader } from './codec.js';
 import type { ChunkedBytes, CodecRequest, CodecResponse } from './codec-pool.js';
 
 const port = parentPort!;
@@ -12,7 +13,7 @@ port.on('message', (req: CodecRequest) => {
   try {
     if (req.op === 'encode') {
       const { id, bytes, codec } = encodeChunk(req.bytes);
-      res = { seq: req.seq, ok: true, id, codec, buffer: exactBuffer(bytes) };
+      res = { seq: req.seq, ok: true, id, codec, crc: crc32c(bytes), buffer: exactBuffer(bytes) };
     } else if (req.op === 'decode') {
       const plain = decodeChunk(req.id, req.bytes);
       const received = req.bytes.buffer;
@@ -43,9 +44,15 @@ function chunk(bytes: Uint8Array, from: number, boundaries: number[]): ChunkedBy
   let b = 0;
   for (const length of new Chunker().cutAll(bytes)) {
     // A chunk stored raw is its plaintext behind a header: the caller has the plaintext (in the
-    // shared bytes), so nothing is copied or sent back but its name.
-    const { id, packed } = nameChunk(bytes.subarray(used, used + length));
-    chunks.push(packed ? { length, id, buffer: exactBuffer(packedChunk(length, packed)) } : { length, id });
+    // shared bytes), so nothing is copied or sent back but its name and the CRC of its stored form.
+    const plain = bytes.subarray(used, used + length);
+    const { id, packed } = nameChunk(plain);
+    if (packed) {
+      const stored = packedChunk(length, packed);
+      chunks.push({ length, id, crc: crc32c(stored), buffer: exactBuffer(stored) });
+    } else {
+      chunks.push({ length, id, crc: crc32c(plain, crc32c(rawChunkHeader(length))) });
+    }
     used += length;
     while (b < boundaries.length && boundaries[b]! < used) b++;
     if (used >= from && boundaries[b] === used) return { chunks, used, resynced: true };

@@ -22,8 +22,11 @@ export interface ChunkStore {
    * a store of one copy ignores it). Resolves 'existed' without writing when the id is already
    * present (a pool raises a present chunk to a stronger policy asked of it). Not durable until sync().
    * The bytes may come in parts, stored one after another (a raw chunk's header, then its
-   * plaintext, which a write holds in memory shared with the codec workers). */
-  put(id: ChunkId, bytes: Uint8Array | readonly Uint8Array[], policy?: Policy): Promise<'stored' | 'existed'>;
+   * plaintext, which a write holds in memory shared with the codec workers). `crc`, when the
+   * caller has it: the CRC-32C of the bytes (all parts, in order), which a store that checksums
+   * what it keeps takes instead of reading them again (the codec workers compute it as they name
+   * a chunk, off the event loop). */
+  put(id: ChunkId, bytes: Uint8Array | readonly Uint8Array[], policy?: Policy, crc?: number): Promise<'stored' | 'existed'>;
   /** The stored bytes; rejects with a ChunkNotFoundError (code 'ENOENT') when absent. With
    * `memory`, they may be read into memory lent from it: the caller then holds the only views of
    * that memory and gives it back (ChunkMemory.giveBack) when done. */

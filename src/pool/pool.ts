@@ -134,7 +134,7 @@ export class Pool implements ChunkStore {
 
   // ---- ChunkStore ----
 
-  async put(id: ChunkId, bytes: Uint8Array | readonly Uint8Array[], policy?: Policy): Promise<'stored' | 'existed'> {
+  async put(id: ChunkId, bytes: Uint8Array | readonly Uint8Array[], policy?: Policy, crc?: number): Promise<'stored' | 'existed'> {
     this.assertOpen();
     assertChunkId(id);
     await this.refresh();
@@ -147,7 +147,7 @@ export class Pool implements ChunkStore {
       return 'existed';
     }
     const p = policy ?? this.policy;
-    const fragments = await this.fragmentsOf(bytes, p);
+    const fragments = await this.fragmentsOf(bytes, p, crc);
     await this.place(id, p, fragments, rank(id, this.writable()));
     return 'stored';
   }
@@ -643,11 +643,12 @@ export class Pool implements ChunkStore {
   }
 
   /** Header and payload of every fragment of `chunk` under `policy`, in index order. */
-  private async fragmentsOf(bytes: Uint8Array | readonly Uint8Array[], policy: Policy): Promise<Uint8Array[][]> {
+  private async fragmentsOf(bytes: Uint8Array | readonly Uint8Array[], policy: Policy, crc?: number): Promise<Uint8Array[][]> {
     const parts = bytes instanceof Uint8Array ? [bytes] : bytes;
     if (policy.kind === 'replicate') {
       const length = parts.reduce((n, p) => n + p.byteLength, 0);
-      const payloadCrc = parts.reduce((crc, p) => crc32c(p, crc), 0);
+      // A replica's payload is the chunk: its CRC is the one the caller may have.
+      const payloadCrc = crc ?? parts.reduce((sum, p) => crc32c(p, sum), 0);
       const header = encodeHeader({ policy, index: 0, chunkLength: length, payloadLength: length, payloadCrc });
       // A small first part (a chunk's header) joins the fragment's: one write for both.
       const [first, ...rest] = parts;

@@ -51,6 +51,8 @@ interface EncodedPiece {
   /** The stored form, whole or in parts (a raw chunk's header, then its plaintext). */
   bytes: Uint8Array | readonly Uint8Array[];
   storedSize: number;
+  /** CRC-32C of the stored form, computed by the codec worker. */
+  crc: number;
 }
 
 export interface ContentParts {
@@ -241,7 +243,7 @@ export class OpenFile {
       pieces.push(...found);
       const stored = (async () => {
         await this.pin(found.map(chunkInfo), token);
-        await forEachLimited(found, CHUNKS_IN_FLIGHT, async (c) => void (await this.parts.chunks.put(c.id, c.bytes, policy)));
+        await forEachLimited(found, CHUNKS_IN_FLIGHT, async (c) => void (await this.parts.chunks.put(c.id, c.bytes, policy, c.crc)));
       })();
       stored.catch(() => undefined); // awaited below: until then, a failure is not unhandled
       storing.push(stored);
@@ -267,7 +269,7 @@ export class OpenFile {
           if (carry.length > 0) {
             const last = carry;
             const at = cutAt;
-            encoding.push(this.parts.codec.encode(last).then(({ id, bytes }) => void store([{ offset: at, length: last.length, id, bytes, storedSize: bytes.length }])));
+            encoding.push(this.parts.codec.encode(last).then(({ id, bytes, crc }) => void store([{ offset: at, length: last.length, id, bytes, storedSize: bytes.length, crc }])));
           }
           end = pos;
           break;
@@ -297,7 +299,7 @@ export class OpenFile {
         let inBatch = 0;
         for (const c of res.chunks) {
           const bytes = c.buffer ? Buffer.from(c.buffer) : [rawChunkHeader(c.length), batch.subarray(inBatch, inBatch + c.length)];
-          found.push({ offset: cutAt, length: c.length, id: c.id, bytes, storedSize: c.buffer ? c.buffer.byteLength : RAW_HEADER + c.length });
+          found.push({ offset: cutAt, length: c.length, id: c.id, bytes, storedSize: c.buffer ? c.buffer.byteLength : RAW_HEADER + c.length, crc: c.crc });
           cutAt += c.length;
           inBatch += c.length;
         }

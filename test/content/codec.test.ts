@@ -6,6 +6,7 @@ import { after, describe, it } from 'node:test';
 import { borrowShared, CodecPool, returnShared } from '../../src/content/codec-pool.js';
 import { ChunkCorruptError, Codec, decodeChunk, encodeChunk, rawChunkHeader } from '../../src/content/codec.js';
 import { chunkId } from '../../src/content/hash.js';
+import { crc32c } from '../../src/pool/fragment.js';
 
 describe('chunk format', () => {
   it('round-trips incompressible, compressible and empty chunks, compressing only when it pays', () => {
@@ -49,6 +50,7 @@ describe('codec pool', () => {
     const plains = Array.from({ length: 24 }, (_, i) => (i % 2 ? randomBytes(100_000 + i) : Buffer.alloc(200_000 + i, i)));
     const encoded = await Promise.all(plains.map((p) => pool.encode(p)));
     encoded.forEach((e, i) => assert.equal(e.id, chunkId(plains[i]!)));
+    encoded.forEach((e) => assert.equal(e.crc, crc32c(e.bytes)));
     const decoded = await Promise.all(encoded.map((e) => pool.decode(e.id, e.bytes)));
     decoded.forEach((d, i) => assert.ok(d.equals(plains[i]!)));
   });
@@ -76,6 +78,7 @@ describe('codec pool', () => {
         const stored = c.buffer ? Buffer.from(c.buffer) : Buffer.concat([rawChunkHeader(c.length), plain]);
         // The same bytes as encodeChunk stores: one format, whichever way a chunk was written.
         assert.ok(stored.equals(encodeChunk(plain).bytes), `chunk at ${at}`);
+        assert.equal(c.crc, crc32c(stored), `the CRC-32C of chunk ${at}'s stored form`);
         assert.ok(decodeChunk(c.id, stored).equals(plain));
         at += c.length;
       }
