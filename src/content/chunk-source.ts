@@ -26,11 +26,14 @@ export function poolChunks(chunks: ChunkStore, codec: CodecPool, memory = new Ch
   return {
     plain: async (id) => {
       const stored = await chunks.get(id, memory);
-      let plain: Buffer | undefined;
       try {
-        return (plain = await codec.decode(id, stored));
-      } finally {
-        if (plain?.buffer !== stored.buffer) memory.giveBack(stored);
+        const plain = await codec.decode(id, stored);
+        // A compressed chunk's plaintext is new memory: what was read is done with.
+        if (plain.buffer !== stored.buffer) memory.giveBack(stored);
+        return plain;
+      } catch (err) {
+        memory.giveBack(stored);
+        throw err;
       }
     },
     release: (plain) => memory.giveBack(plain),

@@ -1,8 +1,8 @@
 // A codec worker: cuts streams into chunks, encodes and decodes chunks, off the main thread (see
 // codec-pool.ts).
 import { parentPort } from 'node:worker_threads';
-import { Chunker } from './chunker.js';
 import { crc32c } from '../pool/fragment.js';
+import { Chunker } from './chunker.js';
 import { decodeChunk, encodeChunk, nameChunk, packedChunk, rawChunkHeader } from './codec.js';
 import type { ChunkedBytes, CodecRequest, CodecResponse } from './codec-pool.js';
 

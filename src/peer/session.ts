@@ -624,7 +624,7 @@ export class PeerSession {
       if (s.state === 'running' && !s.controller.signal.aborted && header.code === 'EIO') this.log.debug({ err, method: s.method }, 'a request handler failed');
     }
     // Cancelled, or the session closed, meanwhile: nobody wants the answer.
-    if (s.state !== 'running' || this.isClosedFlag) {
+    if (s.state !== 'running') {
       sent?.();
       return;
     }
@@ -710,7 +710,7 @@ export class PeerSession {
         let more = true;
         const last = f.pieces.length - 1;
         for (let i = 0; i < last; i++) more = this.stream.write(f.pieces[i]);
-        more = this.stream.write(f.pieces[last], f.release && releaser(f));
+        more = this.stream.write(f.pieces[last], f.release && (() => release(f)));
         f.written = true;
         f.pieces = [];
         this.bytesOutCount += f.bytes;
@@ -846,21 +846,18 @@ export class PeerSession {
   }
 }
 
-/** Takes a queued frame out of its turn, and lets its bytes go now. */
 /** Takes a frame off the wire: skipped if queued, its memory released if not yet written. */
 function drop(f: Outgoing): void {
   f.dropped = true;
   f.pieces = [];
-  if (!f.written) releaser(f)();
+  if (!f.written) release(f);
 }
 
-/** The frame's release, to be called once whatever comes first calls it. */
-function releaser(f: Outgoing): () => void {
-  return () => {
-    const release = f.release;
-    f.release = undefined;
-    release?.();
-  };
+/** Calls the frame's release once, whichever of its write's callback and a drop comes first. */
+function release(f: Outgoing): void {
+  const done = f.release;
+  f.release = undefined;
+  done?.();
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

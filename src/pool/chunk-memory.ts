@@ -3,7 +3,7 @@
 // A sequential read of a large file reads a fresh 1–4 MiB buffer per chunk. Fresh buffers cost
 // twice: every page faults in on first touch, and V8 counts them as external memory, which sets
 // off a full mark-compact about every 50 MiB read (about 20 per GiB, measured). Memory lent from
-// here and given back is neither: a GiB read with it ran no mark-compacts and used about a quarter
+// here and given back is neither: a GiB read with it ran no mark-compacts and used about a fifth
 // less CPU.
 //
 // It is shared memory (SharedArrayBuffer) so that the codec workers check a chunk in place and the
