@@ -189,6 +189,7 @@ export class CodecPool {
  * and encode() (no copy per chunk), and left unchanged while those run. Batches are lent from a
  * free list: a fresh buffer would cost a page fault per page on every batch. */
 export const SHARED_BATCH = 12 * 1024 * 1024;
+/** Batches kept for reuse: as many as one commit holds at once (open-file.ts: BATCHES_STORING). */
 const SPARE_BATCHES = 4;
 const spareBatches: SharedArrayBuffer[] = [];
 

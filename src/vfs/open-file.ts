@@ -15,6 +15,7 @@ import { rawChunkHeader, RAW_HEADER } from '../content/codec.js';
 import { copyBytes } from '../content/native.js';
 import type { LentReadReply } from '../fuse/contract.js';
 import type { ChunkInfo, Extent, Ino, MetaEngine } from '../meta/contract.js';
+import type { ChunkMemory } from '../pool/chunk-memory.js';
 import type { ChunkStore } from '../pool/contract.js';
 import { finishStaleClaims, STALE_CLAIM_MS } from '../store/gc.js';
 import { ownPolicy } from '../store/policies.js';
@@ -26,14 +27,20 @@ const ZEROS = Buffer.alloc(4 * MiB);
 /** Committed extents are fetched for this much of the file at a time. */
 const EXTENT_WINDOW = 64 * MiB;
 /** Dirty bytes (or ranges) past which a write starts a commit, and past twice which it waits. */
-export const DIRTY_LIMIT = 32 * MiB;
+export const DIRTY_LIMIT = 16 * MiB;
 const DIRTY_RANGE_LIMIT = 4096;
+/** Writes at least this long are copied into lent memory (its smallest size class: a shorter one
+ * would leave most of its buffer empty). */
+const LEND_AT_LEAST = 64 * 1024;
 const FORCE_CUT_AFTER = 8 * MiB;
 /** Chunks stored at once during a commit. */
 const CHUNKS_IN_FLIGHT = 4;
 /** Bytes gathered for the chunkers at a time: a shared batch holds them and the bytes left after
  * the last cut of the batch before (less than a chunk's maximum size). */
 const BATCH = SHARED_BATCH - 4 * MiB;
+/** Batches of a commit whose chunks may still be being stored while the next batch is cut (each
+ * commit then holds at most this many and two more: see SPARE_BATCHES). */
+const BATCHES_STORING = 2;
 /** How long a commit's pins keep gc away from its chunks (a crashed writer's pins lapse). */
 const PIN_MS = 10 * 60 * 1000;
 /** How often a commit looks again at chunks gc is deleting. */
@@ -42,6 +49,12 @@ const GC_WAIT_MS = 50;
 interface Dirty {
   start: number;
   data: Buffer;
+}
+
+/** The bytes after a background commit's last cut at the end of the file, copied out of its batch. */
+interface Tail extends Dirty {
+  /** Whether `data` is lent from parts.memory. */
+  lent: boolean;
 }
 
 interface EncodedPiece {
@@ -60,6 +73,8 @@ export interface ContentParts {
   chunks: ChunkStore;
   codec: CodecPool;
   cache: ChunkCache;
+  /** Where large writes wait to be committed. */
+  memory: ChunkMemory;
   log: Logger;
 }
 
@@ -71,6 +86,13 @@ export class OpenFile {
   private dirty: Dirty[] = [];
   /** Ranges being committed: still read from here until the commit lands. */
   private committing: Dirty[] = [];
+  /** The memory lent from parts.memory that `dirty` and `committing` lie in. */
+  private dirtyMemory: Buffer[] = [];
+  private committingMemory: Buffer[] = [];
+  /** Memory of landed commits that a read in progress may still be copying from. */
+  private memoryAfterReads: Buffer[] = [];
+  /** Reads copying from dirty or committing ranges (readInto). */
+  private readsInProgress = 0;
   private dirtyBytes = 0;
   /** Committed extents of a window of the file: the one the reader is in, and the one prefetch
    * looks at ahead of it (kept apart, so that neither moves the other's window). */
@@ -81,6 +103,8 @@ export class OpenFile {
   /** How this file is being read: what to fetch ahead of its reader. */
   private readonly pattern = new ReadPattern();
   private commits: Promise<void> = Promise.resolve();
+  /** Commits asked for and not yet settled. */
+  private commitsUnderWay = 0;
 
   constructor(
     readonly ino: Ino,
@@ -94,18 +118,30 @@ export class OpenFile {
     return this.dirty.length > 0;
   }
 
-  /** Buffers a write; `data` must be the caller's to give (copied or kept). Resolves at once
-   * unless too much is waiting to be committed, when it waits for the commit (backpressure). */
-  async write(offset: number, data: Buffer): Promise<void> {
+  /** Buffers a write; `data` is the caller's again once this returns (it is copied). Resolves at
+   * once unless too much is waiting to be committed, when it waits for a commit (backpressure). */
+  async write(offset: number, data: Uint8Array): Promise<void> {
     if (data.length === 0) return;
-    insertRange(this.dirty, { start: offset, data });
+    const own = this.copy(data);
+    if (own.lent) this.dirtyMemory.push(own.data);
+    insertRange(this.dirty, { start: offset, data: own.data });
     this.dirtyBytes += data.length;
     this.size = Math.max(this.size, offset + data.length);
-    if (this.dirtyBytes >= DIRTY_LIMIT || this.dirty.length >= DIRTY_RANGE_LIMIT) {
-      const commit = this.commit();
-      if (this.dirtyBytes >= 2 * DIRTY_LIMIT) await commit;
-      else commit.catch(() => undefined); // reported by the flush or fsync that follows
-    }
+    if (this.dirtyBytes < DIRTY_LIMIT && this.dirty.length < DIRTY_RANGE_LIMIT) return;
+    // A writer far ahead waits for the commit under way, not for the one that will take its own
+    // bytes: writing the next bytes and committing the last ones overlap.
+    if (this.dirtyBytes >= 2 * DIRTY_LIMIT && this.commitsUnderWay > 0) await this.commits;
+    if (this.commitsUnderWay === 0) this.commit(true).catch(() => undefined); // reported by the flush or fsync that follows
+  }
+
+  /** A copy of bytes to keep: large ones in lent memory (fresh buffers cost a page fault per
+   * page, and the collector counts them as outside memory: a major collection followed every few
+   * dozen MiB written), small ones where a lent buffer would be mostly empty. */
+  private copy(bytes: Uint8Array): { data: Buffer; lent: boolean } {
+    if (bytes.length < LEND_AT_LEAST) return { data: Buffer.from(bytes), lent: false };
+    const data = this.parts.memory.lend(bytes.length);
+    copyBytes(data, 0, bytes);
+    return { data, lent: true };
   }
 
   /** The bytes of [offset, offset + size), cut short at the end of the file: slices of the
@@ -144,29 +180,51 @@ export class OpenFile {
   /** Copies the file's bytes [offset, end) into `out` at `at`: committed bytes under `buffered`
    * ones (by default everything written so far). */
   private async readInto(offset: number, end: number, out: Uint8Array, at: number, buffered = [...this.committing, ...this.dirty]): Promise<void> {
-    // New data is all buffered: then the committed bytes beneath it need not be read.
-    if (!covers(buffered, offset, end)) {
-      const { parts, held } = await this.committedBytes(offset, end);
-      try {
-        let to = at;
-        for (const part of parts) {
-          copyBytes(out, to, part);
-          to += part.length;
+    // The ranges were taken before the wait for committed bytes: a commit may land meanwhile, and
+    // their memory must outlive this copy.
+    this.readsInProgress++;
+    try {
+      // New data is all buffered: then the committed bytes beneath it need not be read.
+      if (!covers(buffered, offset, end)) {
+        const { parts, held } = await this.committedBytes(offset, end);
+        try {
+          let to = at;
+          for (const part of parts) {
+            copyBytes(out, to, part);
+            to += part.length;
+          }
+        } finally {
+          releaseAll(held);
         }
-      } finally {
-        releaseAll(held);
       }
-    }
-    for (const d of buffered) {
-      const from = Math.max(offset, d.start);
-      const to = Math.min(end, d.start + d.data.length);
-      if (from < to) copyBytes(out, at + (from - offset), d.data.subarray(from - d.start, to - d.start));
+      for (const d of buffered) {
+        const from = Math.max(offset, d.start);
+        const to = Math.min(end, d.start + d.data.length);
+        if (from < to) copyBytes(out, at + (from - offset), d.data.subarray(from - d.start, to - d.start));
+      }
+    } finally {
+      if (--this.readsInProgress === 0) this.giveBack([]);
     }
   }
 
-  /** Commits every dirty range (not durable yet: see Store.sync). Commits run one at a time. */
-  commit(): Promise<void> {
-    this.commits = this.commits.catch(() => undefined).then(() => this.commitDirty());
+  /** Gives back the memory of ranges no longer needed, once no read may be copying from it. */
+  private giveBack(memory: Buffer[]): void {
+    this.memoryAfterReads.push(...memory);
+    if (this.readsInProgress > 0) return;
+    for (const bytes of this.memoryAfterReads) this.parts.memory.giveBack(bytes);
+    this.memoryAfterReads = [];
+  }
+
+  /** Commits every dirty range (not durable yet: see Store.sync). Commits run one at a time.
+   * `background`: a commit to make room while the file is being written, which leaves the
+   * bytes after its last cut at the end of the file dirty: the writes that follow continue them,
+   * so cutting them now would store a chunk that the next commit replaces. */
+  commit(background = false): Promise<void> {
+    this.commitsUnderWay++;
+    this.commits = this.commits
+      .catch(() => undefined)
+      .then(() => this.commitDirty(background))
+      .finally(() => this.commitsUnderWay--);
     return this.commits;
   }
 
@@ -190,21 +248,36 @@ export class OpenFile {
     this.forgetExtents();
   }
 
-  private async commitDirty(): Promise<void> {
+  private async commitDirty(background: boolean): Promise<void> {
     if (this.dirty.length === 0) return;
     this.committing = this.dirty;
+    this.committingMemory = this.dirtyMemory;
     this.dirty = [];
+    this.dirtyMemory = [];
     this.dirtyBytes = 0;
     this.horizon = this.size;
+    const tails: Tail[] = [];
     try {
       const regions = this.committing;
-      for (let i = 0; i < regions.length; ) i = await this.rechunkWindow(regions, i);
+      for (let i = 0; i < regions.length; ) i = await this.rechunkWindow(regions, i, background ? tails : undefined);
+      // The tail left uncut is dirty again, beneath what was written meanwhile; in the same
+      // turn, the committed ranges go: a reader sees one or the other.
+      for (const t of tails) {
+        insertUnder(this.dirty, t);
+        this.dirtyBytes += t.data.length;
+        if (t.lent) this.dirtyMemory.push(t.data);
+      }
       this.committing = [];
+      this.giveBack(this.committingMemory);
+      this.committingMemory = [];
     } catch (err) {
       // Nothing was lost: the ranges go back under whatever was written since.
       for (const d of this.committing.reverse()) insertUnder(this.dirty, d);
       this.dirtyBytes += this.committing.reduce((n, d) => n + d.data.length, 0);
+      this.dirtyMemory.push(...this.committingMemory);
+      this.giveBack(tails.filter((t) => t.lent).map((t) => t.data));
       this.committing = [];
+      this.committingMemory = [];
       throw err;
     } finally {
       this.forgetExtents();
@@ -219,7 +292,7 @@ export class OpenFile {
    * the new ones meet them: the event loop copies the bytes once and does nothing per byte. A batch
    * starts with the bytes after the last cut of the one before (cut points restart at every cut,
    * so batches find the cuts one stream would). */
-  private async rechunkWindow(regions: Dirty[], i: number): Promise<number> {
+  private async rechunkWindow(regions: Dirty[], i: number, tails?: Tail[]): Promise<number> {
     const first = regions[i]!;
     const start = await this.windowStart(first.start);
     let changedUntil = first.start + first.data.length;
@@ -253,6 +326,8 @@ export class OpenFile {
     /** The stores of chunks the batch holds the plaintext of (raw chunks are stored from it): the
      * batch goes back to the free list once they settle. */
     let batchStored: Promise<unknown> = Promise.resolve();
+    /** Earlier batches, back once their stores settle, oldest first. */
+    const batchesStoring: Array<Promise<unknown>> = [];
     let carry: Uint8Array = new Uint8Array(0); // bytes after the last cut (in batch)
     let cutAt = start; // where carry begins in the file
     let pos = start; // bytes before pos have been gathered
@@ -266,6 +341,12 @@ export class OpenFile {
         // them is cut as before), and, long past it, at the next old cut point.
         const past = pos >= changedUntil;
         if (pos >= this.horizon || (past && (await this.isHole(pos))) || (pos >= changedUntil + FORCE_CUT_AFTER && (await this.isBoundary(pos)))) {
+          if (carry.length > 0 && tails && pos >= this.horizon) {
+            // A background commit leaves the end of the file after the last cut to the next one.
+            tails.push({ start: cutAt, ...this.copy(carry) });
+            end = cutAt;
+            break;
+          }
           if (carry.length > 0) {
             const last = carry;
             const at = cutAt;
@@ -283,10 +364,14 @@ export class OpenFile {
         reach(limit);
         const nextRegion = next < regions.length ? regions[next]!.start : Infinity;
 
+        // Cutting may run ahead of storing by a few batches, no more: the memory in flight stays
+        // bounded, and batches come from the free list (fresh shared memory costs a page fault
+        // per page, and the collector counts it: a major collection every few of them).
+        while (batchesStoring.length >= BATCHES_STORING) await batchesStoring.shift();
         const previous = batch;
         batch = borrowShared(carry.length + (limit - pos));
         copyBytes(batch, 0, carry);
-        if (previous) void batchStored.finally(() => returnShared(previous)).catch(() => undefined);
+        if (previous) batchesStoring.push(batchStored.finally(() => returnShared(previous)).catch(() => undefined));
         batchStored = Promise.resolve();
         await this.readInto(pos, limit, batch, carry.length, this.committing);
         // Old cut points the new ones may meet: past the change, before the next changed region.

@@ -14,7 +14,6 @@ import type {
   RequestContext,
   SetattrChanges,
   StatfsReply,
-  WriteInfo,
 } from '../fuse/contract.js';
 import type { DirentWriter } from '../fuse/dirent.js';
 import { FuseError } from '../fuse/errors.js';
@@ -22,6 +21,7 @@ import type { Logger } from '../log.js';
 import { FileType, type InodeAttr, type Ino, type NewNode } from '../meta/contract.js';
 import { queuePolicyChange } from '../jobs/policy-change.js';
 import { formatPolicy, parsePolicy, PolicyError } from '../pool/policy.js';
+import { ChunkMemory } from '../pool/chunk-memory.js';
 import { ownPolicy, POLICY_XATTR } from '../store/policies.js';
 import type { Store } from '../store/store.js';
 import { ChunkCache } from './chunk-cache.js';
@@ -35,8 +35,6 @@ const S_IFMT = 0o170000;
 const BLKSIZE = 1024 * 1024;
 /** readdir pages fetched from the metadata engine at a time. */
 const READDIR_PAGE = 256;
-/** Keeping a large write's buffer costs a pinned 1 MiB request buffer; smaller ones are copied. */
-const KEEP_AT_LEAST = 128 * 1024;
 /** The extended attribute namespaces a volume keeps. Not system.* (ACLs: Orbit does not do them),
  * which is EOPNOTSUPP, as on a Linux filesystem mounted without ACLs. */
 export const XATTR_NAMESPACES: readonly string[] = ['user.', 'trusted.', 'security.'];
@@ -66,7 +64,7 @@ export class VolumeFs implements FuseOperations {
     /** Set for a volume attached from a peer: read-only, with Real and Unreal files. */
     private readonly attached?: { onRealChanged: () => void },
   ) {
-    this.parts = { meta: store.meta, chunks: store.chunks, codec: store.codec, cache: new ChunkCache(source), log };
+    this.parts = { meta: store.meta, chunks: store.chunks, codec: store.codec, cache: new ChunkCache(source), memory: new ChunkMemory(), log };
   }
 
   // The kernel's inode 1 is the volume root; the engine's inode 1 (another volume's root, if
@@ -194,14 +192,12 @@ export class VolumeFs implements FuseOperations {
     }
   }
 
-  async write(_ctx: RequestContext, ino: number, _fh: number, offset: number, data: Buffer, info: WriteInfo): Promise<number> {
+  async write(_ctx: RequestContext, ino: number, _fh: number, offset: number, data: Buffer): Promise<number> {
     this.refuseWrites();
     const file = this.openFiles.get(this.toMeta(ino));
     if (!file) throw new FuseError('EBADF');
-    const own = data.length >= KEEP_AT_LEAST ? info.keep() : Buffer.from(data);
-    const length = own.length;
-    await file.write(offset, own);
-    return length;
+    await file.write(offset, data);
+    return data.length;
   }
 
   /** close(2): contents reach the metadata (visible to every reader), not yet the disk. */

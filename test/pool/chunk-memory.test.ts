@@ -1,6 +1,7 @@
 // ChunkMemory: size classes, reuse of what is given back, and what it refuses to take back.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { ChunkMemory, sizeClass } from '../../src/pool/chunk-memory.js';
 
@@ -66,5 +67,19 @@ describe('ChunkMemory', () => {
     for (const loan of loans) memory.giveBack(loan);
     assert.equal(memory.idleSize, 3 << 20);
     assert.equal(memory.lentSize, 0);
+  });
+
+  it('drops its idle memory after a quiet spell, not while it is lending', async () => {
+    const memory = new ChunkMemory(64 << 20, 200);
+    memory.giveBack(memory.lend(1 << 20));
+    // Lending on within the spell keeps the memory.
+    for (let i = 0; i < 4; i++) {
+      await sleep(100);
+      memory.giveBack(memory.lend(1 << 20));
+      assert.equal(memory.idleSize, 1 << 20, `dropped while lending, ${i}`);
+    }
+    await sleep(450);
+    assert.equal(memory.idleSize, 0);
+    assert.equal(memory.lend(1 << 20).length, 1 << 20, 'lends afresh after');
   });
 });

@@ -177,6 +177,21 @@ describe('orbit volume through a real mount', () => {
     assert.equal(hash, createHash('sha256').update(data).digest('hex'));
   });
 
+  it('stores only the chunks a file ends with, though it was committed while being written', async () => {
+    // Far more than the dirty bytes a file holds before it commits in the background: each such
+    // commit leaves the bytes after its last cut to the next, rather than storing a last chunk
+    // that the next commit would replace.
+    const data = randomBytes(72 * MiB);
+    const chunksBefore = await chunkCount(m);
+    const fh = await open(p('streamed'), 'w');
+    for (let at = 0; at < data.length; at += MiB) await fh.write(data, at, MiB, at);
+    await fh.close();
+    const extents = await m.store.meta.extents((await stat(p('streamed'))).ino, 0, data.length);
+    assert.ok(extents.length > 8, `${extents.length} extents`);
+    assert.equal((await chunkCount(m)) - chunksBefore, new Set(extents.map((e) => e.chunk)).size);
+    assert.ok((await readFile(p('streamed'))).equals(data));
+  });
+
   it('keeps an unlinked file readable while it is open', async () => {
     await writeFile(p('ghost'), 'boo');
     const fh = await open(p('ghost'), 'r');
