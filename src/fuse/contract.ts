@@ -124,7 +124,9 @@ export interface WriteInfo {
   flags: number;
   /** Makes the payload the filesystem's own: it stays valid after the handler settles and is
    * freed when collected, so keeping a large write costs no copy. It pins the whole request
-   * buffer (1 MiB), so copy small payloads instead. */
+   * buffer (1 MiB), so copy small payloads instead; and V8 counts what waits for collection as
+   * outside memory, so a filesystem that keeps most of what is written sets off a full
+   * collection every few dozen MiB (Orbit copies writes into reused memory instead). */
   keep(): Buffer;
 }
 
