@@ -18,7 +18,7 @@
 // caller decides when every view is gone.
 
 /** Buffers up to this size all come from the smallest size class. */
-const SMALLEST_CLASS = 64 * 1024;
+export const SMALLEST_CLASS = 64 * 1024;
 
 export class ChunkMemory {
   /** Idle buffers by size class. */

@@ -15,7 +15,7 @@ import { rawChunkHeader, RAW_HEADER } from '../content/codec.js';
 import { copyBytes } from '../content/native.js';
 import type { LentReadReply } from '../fuse/contract.js';
 import type { ChunkInfo, Extent, Ino, MetaEngine } from '../meta/contract.js';
-import type { ChunkMemory } from '../pool/chunk-memory.js';
+import { SMALLEST_CLASS, type ChunkMemory } from '../pool/chunk-memory.js';
 import type { ChunkStore } from '../pool/contract.js';
 import { finishStaleClaims, STALE_CLAIM_MS } from '../store/gc.js';
 import { ownPolicy } from '../store/policies.js';
@@ -29,9 +29,6 @@ const EXTENT_WINDOW = 64 * MiB;
 /** Dirty bytes (or ranges) past which a write starts a commit, and past twice which it waits. */
 export const DIRTY_LIMIT = 16 * MiB;
 const DIRTY_RANGE_LIMIT = 4096;
-/** Writes at least this long are copied into lent memory (its smallest size class: a shorter one
- * would leave most of its buffer empty). */
-const LEND_AT_LEAST = 64 * 1024;
 const FORCE_CUT_AFTER = 8 * MiB;
 /** Chunks stored at once during a commit. */
 const CHUNKS_IN_FLIGHT = 4;
@@ -49,12 +46,6 @@ const GC_WAIT_MS = 50;
 interface Dirty {
   start: number;
   data: Buffer;
-}
-
-/** The bytes after a background commit's last cut at the end of the file, copied out of its batch. */
-interface Tail extends Dirty {
-  /** Whether `data` is lent from parts.memory. */
-  lent: boolean;
 }
 
 interface EncodedPiece {
@@ -86,7 +77,8 @@ export class OpenFile {
   private dirty: Dirty[] = [];
   /** Ranges being committed: still read from here until the commit lands. */
   private committing: Dirty[] = [];
-  /** The memory lent from parts.memory that `dirty` and `committing` lie in. */
+  /** The copies that `dirty` and `committing` lie in, to give back to parts.memory (which takes
+   * back only what it lent). */
   private dirtyMemory: Buffer[] = [];
   private committingMemory: Buffer[] = [];
   /** Memory of landed commits that a read in progress may still be copying from. */
@@ -123,8 +115,8 @@ export class OpenFile {
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (data.length === 0) return;
     const own = this.copy(data);
-    if (own.lent) this.dirtyMemory.push(own.data);
-    insertRange(this.dirty, { start: offset, data: own.data });
+    this.dirtyMemory.push(own);
+    insertRange(this.dirty, { start: offset, data: own });
     this.dirtyBytes += data.length;
     this.size = Math.max(this.size, offset + data.length);
     if (this.dirtyBytes < DIRTY_LIMIT && this.dirty.length < DIRTY_RANGE_LIMIT) return;
@@ -136,12 +128,13 @@ export class OpenFile {
 
   /** A copy of bytes to keep: large ones in lent memory (fresh buffers cost a page fault per
    * page, and the collector counts them as outside memory: a major collection followed every few
-   * dozen MiB written), small ones where a lent buffer would be mostly empty. */
-  private copy(bytes: Uint8Array): { data: Buffer; lent: boolean } {
-    if (bytes.length < LEND_AT_LEAST) return { data: Buffer.from(bytes), lent: false };
+   * dozen MiB written), small ones (under the smallest size class, which they would leave mostly
+   * empty) in buffers of their own. */
+  private copy(bytes: Uint8Array): Buffer {
+    if (bytes.length < SMALLEST_CLASS) return Buffer.from(bytes);
     const data = this.parts.memory.lend(bytes.length);
     copyBytes(data, 0, bytes);
-    return { data, lent: true };
+    return data;
   }
 
   /** The bytes of [offset, offset + size), cut short at the end of the file: slices of the
@@ -256,7 +249,8 @@ export class OpenFile {
     this.dirtyMemory = [];
     this.dirtyBytes = 0;
     this.horizon = this.size;
-    const tails: Tail[] = [];
+    /** The bytes after a background commit's last cut at the end of the file, copied out of its batch. */
+    const tails: Dirty[] = [];
     try {
       const regions = this.committing;
       for (let i = 0; i < regions.length; ) i = await this.rechunkWindow(regions, i, background ? tails : undefined);
@@ -265,7 +259,7 @@ export class OpenFile {
       for (const t of tails) {
         insertUnder(this.dirty, t);
         this.dirtyBytes += t.data.length;
-        if (t.lent) this.dirtyMemory.push(t.data);
+        this.dirtyMemory.push(t.data);
       }
       this.committing = [];
       this.giveBack(this.committingMemory);
@@ -275,7 +269,7 @@ export class OpenFile {
       for (const d of this.committing.reverse()) insertUnder(this.dirty, d);
       this.dirtyBytes += this.committing.reduce((n, d) => n + d.data.length, 0);
       this.dirtyMemory.push(...this.committingMemory);
-      this.giveBack(tails.filter((t) => t.lent).map((t) => t.data));
+      this.giveBack(tails.map((t) => t.data));
       this.committing = [];
       this.committingMemory = [];
       throw err;
@@ -292,7 +286,7 @@ export class OpenFile {
    * the new ones meet them: the event loop copies the bytes once and does nothing per byte. A batch
    * starts with the bytes after the last cut of the one before (cut points restart at every cut,
    * so batches find the cuts one stream would). */
-  private async rechunkWindow(regions: Dirty[], i: number, tails?: Tail[]): Promise<number> {
+  private async rechunkWindow(regions: Dirty[], i: number, tails?: Dirty[]): Promise<number> {
     const first = regions[i]!;
     const start = await this.windowStart(first.start);
     let changedUntil = first.start + first.data.length;
@@ -343,7 +337,7 @@ export class OpenFile {
         if (pos >= this.horizon || (past && (await this.isHole(pos))) || (pos >= changedUntil + FORCE_CUT_AFTER && (await this.isBoundary(pos)))) {
           if (carry.length > 0 && tails && pos >= this.horizon) {
             // A background commit leaves the end of the file after the last cut to the next one.
-            tails.push({ start: cutAt, ...this.copy(carry) });
+            tails.push({ start: cutAt, data: this.copy(carry) });
             end = cutAt;
             break;
           }
