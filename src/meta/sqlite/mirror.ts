@@ -385,9 +385,12 @@ export const MIRROR_MIN_DISKS = 3;
 export function poolMirrorSites(home: string): MirrorSites {
   const configFile = path.join(home, POOL_FILE);
   let config: PoolConfig | undefined;
-  let version = -1;
+  let version = '';
   const load = (): PoolConfig | undefined => {
-    const at = statSync(configFile, { throwIfNoEntry: false })?.mtimeMs;
+    const st = statSync(configFile, { throwIfNoEntry: false });
+    // Every write replaces the file (a new inode): two writes within one tick of the clock that
+    // stamps mtime differ by inode (and mostly by size).
+    const at = st && `${st.ino}:${st.size}:${st.mtimeMs}`;
     if (at !== undefined && at !== version) {
       config = JSON.parse(readFileSync(configFile, 'utf8')) as PoolConfig;
       version = at;
