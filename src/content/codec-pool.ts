@@ -98,13 +98,16 @@ export class CodecPool {
     });
   }
 
-  /** decode() for a caller that keeps the stored bytes too (to cache them): a buffer of their own
-   * (byteOffset 0, the whole ArrayBuffer) goes to the worker and comes back with the plaintext,
-   * neither copied; a view is copied for the worker and stays the caller's. */
+  /** decode() for a caller that keeps the stored bytes too (to cache them): shared memory is read
+   * in place, as decode() does; a buffer of their own (byteOffset 0, the whole ArrayBuffer) goes
+   * to the worker and comes back with the plaintext, neither copied; another view is copied for
+   * the worker and stays the caller's. */
   decodeKeeping(id: ChunkId, stored: Uint8Array): Promise<{ plain: Buffer; stored: Buffer }> {
     const backing = stored.buffer;
+    const kept = (): Buffer => Buffer.from(backing, stored.byteOffset, stored.byteLength);
+    if (backing instanceof SharedArrayBuffer) return this.decode(id, stored).then((plain) => ({ plain, stored: kept() }));
     const own = backing instanceof ArrayBuffer && stored.byteOffset === 0 && stored.byteLength === backing.byteLength;
-    if (!own) return this.decode(id, new Uint8Array(stored)).then((plain) => ({ plain, stored: Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength) }));
+    if (!own) return this.decode(id, new Uint8Array(stored)).then((plain) => ({ plain, stored: kept() }));
     return this.send({ seq: 0, op: 'decode', id, bytes: stored, keep: true }, true).then((res) => {
       if (!('buffer' in res)) throw new Error('codec worker answered decode without bytes');
       const plain = Buffer.from(res.buffer, res.offset ?? 0, res.length ?? res.buffer.byteLength);

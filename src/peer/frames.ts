@@ -14,6 +14,7 @@
 // longer than MAX_FRAME_BYTES is refused from its length prefix alone, before any of it is
 // buffered, so a peer can never make us hold more than one frame of bounded size.
 import { TextDecoder } from 'node:util';
+import type { ChunkMemory } from '../pool/chunk-memory.js';
 
 export const FrameKind = {
   /** First frame each way: the protocol versions, peer name and software of the sender. */
@@ -89,7 +90,14 @@ export interface Frame {
   /** Stays valid: either the frame's own allocation or a view of a socket chunk that nothing
    * reuses (the decoder's caller must not recycle the chunks it pushes). */
   body: Buffer;
+  /** The memory a large body was gathered into, when the decoder's BodyMemory named one: the
+   * frame's receiver gives it back there once done with the body. */
+  lentFrom?: ChunkMemory;
 }
+
+/** Where the large body of a frame (by kind and message id) is gathered: memory lent for reuse
+ * (a chunk its receiver gives back once done), or undefined for a buffer of its own. */
+export type BodyMemory = (kind: FrameKind, id: number) => ChunkMemory | undefined;
 
 /** Bodies up to this size are copied behind the header, so that small frames are one write. */
 const INLINE_BODY_BYTES = 4 * KiB;
@@ -127,8 +135,10 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Bodies at least this large that arrive in pieces are gathered into an ArrayBuffer of their own
- * (a chunk, most often), which the receiver can hand to a worker thread without another copy. */
+/** Bodies at least this large that arrive in pieces are gathered into a buffer of their own (a
+ * chunk, most often), which the receiver can hand to a worker thread without another copy: an
+ * ArrayBuffer, or shared memory lent by the receiver (BodyMemory) that it reuses, so that a
+ * stream of chunks does not allocate a fresh buffer each. */
 const OWN_BODY_BYTES = 64 * KiB;
 /** Room for one socket read that is not a large body's (a TLS record holds at most 16 KiB). */
 const SCRATCH_BYTES = 64 * KiB;
@@ -154,12 +164,17 @@ export class FrameDecoder {
   private restLength = -1;
   private restPieces: Buffer[] = [];
   private restFilled = 0;
-  /** A large body being gathered (OWN_BODY_BYTES): its buffer; the header goes to restPieces. */
+  /** A large body being gathered (OWN_BODY_BYTES): its buffer and, when lent, the memory it was
+   * lent from; the header goes to restPieces. */
   private body: Buffer | undefined;
+  private bodyLentFrom: ChunkMemory | undefined;
   private failure: ProtocolError | undefined;
   private readonly utf8 = new TextDecoder('utf-8', { fatal: true });
   /** Where reads that are not a large body's go (readTarget). */
   private scratch: Buffer | undefined;
+
+  /** Names where large bodies go (set once, by the frames' receiver). */
+  bodyMemory: BodyMemory | undefined;
 
   /** Bytes of the frame in progress held now (at most MAX_FRAME_BYTES + 4). */
   get bufferedBytes(): number {
@@ -167,14 +182,21 @@ export class FrameDecoder {
   }
 
   push(chunk: Buffer): Frame[] {
+    return this.guarded(() => this.cut(chunk));
+  }
+
+  /** Runs a step of decoding; a ProtocolError it throws is the stream's end (thrown again at
+   * every later push). */
+  private guarded(step: () => Frame[]): Frame[] {
     if (this.failure) throw this.failure;
     try {
-      return this.cut(chunk);
+      return step();
     } catch (err) {
       if (err instanceof ProtocolError) {
         this.failure = err;
         this.restPieces = [];
-        this.body = undefined;
+        if (this.body) this.bodyLentFrom?.giveBack(this.body);
+        this.body = this.bodyLentFrom = undefined;
         this.fixedFilled = this.restFilled = 0;
       }
       throw err;
@@ -191,10 +213,11 @@ export class FrameDecoder {
   /** `n` bytes were read into `target`, which readTarget gave; returns the frames they completed. */
   received(n: number, target: Uint8Array): Frame[] {
     if (target === this.scratch) return this.push(Buffer.from(target.subarray(0, n))); // copied: the scratch is read into again
-    if (this.failure) throw this.failure;
-    if (!this.body || target.buffer !== this.body.buffer || n > this.restLength - this.restFilled) throw new Error('FrameDecoder.received: bytes read elsewhere than readTarget said');
-    this.restFilled += n;
-    return this.restFilled === this.restLength ? [this.finishGathered(this.body)] : [];
+    return this.guarded(() => {
+      if (!this.body || target.buffer !== this.body.buffer || n > this.restLength - this.restFilled) throw new Error('FrameDecoder.received: bytes read elsewhere than readTarget said');
+      this.restFilled += n;
+      return this.restFilled === this.restLength ? [this.finishGathered(this.body)] : [];
+    });
   }
 
   private cut(chunk: Buffer): Frame[] {
@@ -244,7 +267,11 @@ export class FrameDecoder {
 
   /** Keeps `take` bytes of the frame in progress from `chunk` at `at`. */
   private gather(chunk: Buffer, at: number, take: number): void {
-    if (this.restFilled === 0 && this.restLength - this.headerLength >= OWN_BODY_BYTES) this.body = Buffer.allocUnsafeSlow(this.restLength - this.headerLength);
+    if (this.restFilled === 0 && this.restLength - this.headerLength >= OWN_BODY_BYTES) {
+      const length = this.restLength - this.headerLength;
+      this.bodyLentFrom = this.bodyMemory?.(this.kind, this.id);
+      this.body = this.bodyLentFrom ? this.bodyLentFrom.lend(length) : Buffer.allocUnsafeSlow(length);
+    }
     if (this.body) {
       // The header's bytes as pieces (they are few), the body's copied into its buffer.
       const inHeader = Math.max(0, Math.min(take, this.headerLength - this.restFilled));
@@ -259,9 +286,17 @@ export class FrameDecoder {
   /** A frame whose large body was gathered into `body`. */
   private finishGathered(body: Buffer): Frame {
     const header = Buffer.concat(this.restPieces, this.headerLength);
+    const lentFrom = this.bodyLentFrom;
     this.restPieces = [];
-    this.body = undefined;
-    return { ...this.finishFrame(header, header.length), body };
+    this.body = this.bodyLentFrom = undefined;
+    let frame: Frame;
+    try {
+      frame = this.finishFrame(header, header.length);
+    } catch (err) {
+      lentFrom?.giveBack(body);
+      throw err;
+    }
+    return lentFrom ? { ...frame, body, lentFrom } : { ...frame, body };
   }
 
   /** Reads and checks a fixed part (13 bytes at `at`). */

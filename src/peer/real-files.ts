@@ -128,8 +128,13 @@ export class RealFiles {
         return;
       }
       try {
-        const bytes = (await this.fromCache(c.id)) ?? (await this.fetcher.fetchChunk(c.id, () => this.sourcesFor(origin), 'fill')).stored;
-        await this.store.chunks.put(c.id, bytes);
+        const cached = await this.fromCache(c.id);
+        const bytes = cached ?? (await this.fetcher.fetchChunk(c.id, () => this.sourcesFor(origin), 'fill')).stored;
+        try {
+          await this.store.chunks.put(c.id, bytes);
+        } finally {
+          if (!cached) this.fetcher.memory.giveBack(bytes);
+        }
         await this.store.meta.setStoredSize([{ id: c.id, storedSize: bytes.length }]);
         this.storedHere?.add(c.id);
         // In the pool now: the cache's copy only takes room.

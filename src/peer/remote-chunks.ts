@@ -4,7 +4,8 @@
 // hold (a miss costs it a lookup on every disk), or when that is not known yet, or as a last
 // resort when no peer can serve the chunk (a chunk a file of this store's own volumes shares).
 // The chunk is protected in the cache while it is being read, and a cached copy that fails its
-// check is dropped and fetched again.
+// check is dropped and fetched again. A fetched chunk's plaintext is memory the fetcher lent: it
+// goes back when the reader releases it.
 import type { ChunkSource, Urgency } from '../content/chunk-source.js';
 import type { CodecPool } from '../content/codec-pool.js';
 import type { Logger } from '../log.js';
@@ -34,7 +35,10 @@ export class RemoteChunks implements ChunkSource {
       const pooled = inPool ? await this.pooled(id) : undefined;
       if (pooled) return pooled;
       try {
-        return await this.fetcher.fetch(id, this.sources, urgency);
+        const { plain, stored } = await this.fetcher.fetchChunk(id, this.sources, urgency);
+        // A compressed chunk's plaintext is new memory: the stored bytes are done with.
+        if (plain.buffer !== stored.buffer) this.fetcher.memory.giveBack(stored);
+        return plain;
       } catch (err) {
         if (inPool || (err as Error).name !== 'ChunkUnavailableError') throw err;
         const last = await this.pooled(id);
@@ -48,6 +52,10 @@ export class RemoteChunks implements ChunkSource {
 
   hurry(id: ChunkId): void {
     this.fetcher.hurry(id);
+  }
+
+  release(plain: Buffer): void {
+    this.fetcher.memory.giveBack(plain);
   }
 
   private async cached(id: ChunkId): Promise<Buffer | undefined> {

@@ -24,10 +24,14 @@
 //   Any byte counts as hearing: a large frame arriving slowly is not an idle peer.
 import type { Duplex } from 'node:stream';
 import { componentLogger, type Logger } from '../log.js';
-import { encodeFrame, type Frame, FrameKind, frameKindName, MAX_MESSAGE_ID, ProtocolError } from './frames.js';
+import type { ChunkMemory } from '../pool/chunk-memory.js';
+import { type BodyMemory, encodeFrame, type Frame, FrameKind, frameKindName, MAX_MESSAGE_ID, ProtocolError } from './frames.js';
 import { type FrameSink, SocketReader } from './socket-reader.js';
 
 export { ProtocolError } from './frames.js';
+
+/** Pieces of a frame at least this large are written on their own, not in a writev (pump). */
+const ALONE_BYTES = 64 * 1024;
 
 /** The protocol versions this Orbit speaks. */
 export const PROTOCOL_VERSIONS: readonly number[] = [1];
@@ -88,6 +92,9 @@ export interface RequestOptions {
   /** Give up (and cancel on the peer) after this long; default `timeouts.requestMs`. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** Memory to gather a large response body into (a chunk): the body is then lent from it, and
+   * the caller gives it back (ChunkMemory.giveBack) once done with it. */
+  bodyMemory?: ChunkMemory;
 }
 
 export interface PeerTimeouts {
@@ -207,6 +214,7 @@ interface Pending {
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
   detachSignal: () => void;
+  bodyMemory: ChunkMemory | undefined;
 }
 
 /** One of the peer's requests, from its arrival until its answer is on the stream. */
@@ -299,7 +307,7 @@ export class PeerSession {
     this.log = options.logger ?? componentLogger('peer');
     for (const [method, handler] of Object.entries(options.handlers ?? {})) this.handlers.set(method, handler);
 
-    SocketReader.reading(stream).attach(this.received);
+    SocketReader.reading(stream).attach(this.received, this.responseBodyMemory);
     stream.on('end', () => this.shutdown(new PeerClosedError(this.peer, `${this.peerLabel} closed the connection`)));
     stream.on('close', () => this.shutdown(new PeerClosedError(this.peer, `the connection to ${this.peerLabel} closed`)));
     // Kept for the stream's life: an error after the session ended must not be an uncaught one.
@@ -395,6 +403,7 @@ export class PeerSession {
         reject,
         timer: setTimeout(() => this.giveUp(p, new PeerRequestError('ETIMEDOUT', `${this.peerLabel} did not answer ${method} within ${timeoutMs} ms`)), Math.max(0, timeoutMs)).unref(),
         detachSignal: () => signal?.removeEventListener('abort', onAbort),
+        bodyMemory: opts.bodyMemory,
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       frame.onWritten = () => this.sentCount++;
@@ -436,6 +445,9 @@ export class PeerSession {
   }
 
   // --- reading ------------------------------------------------------------------------------------
+
+  /** A response's large body goes into the memory its request named. */
+  private readonly responseBodyMemory: BodyMemory = (kind, id) => (kind === FrameKind.RESPONSE ? this.pending.get(id)?.bodyMemory : undefined);
 
   /** `bytes` came in, completing `frames` (or breaking the protocol). */
   private readonly received: FrameSink = (bytes, frames) => {
@@ -480,6 +492,8 @@ export class PeerSession {
       case FrameKind.REQUEST:
         return this.onRequest(f);
       case FrameKind.RESPONSE:
+        // Lent memory goes back when nobody takes the body.
+        if (!this.pending.has(f.id)) f.lentFrom?.giveBack(f.body);
         return this.onAnswer(f.id, (p) => p.resolve({ header: f.header, body: f.body }));
       case FrameKind.ERROR: {
         if (f.id === 0) return this.onFarewell(f.header);
@@ -703,14 +717,21 @@ export class PeerSession {
     let corked = false;
     try {
       for (let f = this.nextFrame(); f; f = this.nextFrame()) {
-        if (!corked) {
-          this.stream.cork();
-          corked = true;
-        }
         let more = true;
         const last = f.pieces.length - 1;
-        for (let i = 0; i < last; i++) more = this.stream.write(f.pieces[i]);
-        more = this.stream.write(f.pieces[last], f.release && (() => release(f)));
+        for (let i = 0; i <= last; i++) {
+          const piece = f.pieces[i]!;
+          // Small pieces go out together (corked: one writev). A large body goes alone: a TLS
+          // socket copies the pieces of a writev into one buffer before encrypting them, which
+          // for a chunk is a copy of every byte sent; written alone, it is encrypted in place.
+          const alone = piece.length >= ALONE_BYTES;
+          if (alone === corked) {
+            if (alone) this.stream.uncork();
+            else this.stream.cork();
+            corked = !alone;
+          }
+          more = this.stream.write(piece, i === last && f.release ? () => release(f) : undefined);
+        }
         f.written = true;
         f.pieces = [];
         this.bytesOutCount += f.bytes;

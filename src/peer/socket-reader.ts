@@ -7,7 +7,7 @@
 // it connects (tls.connect), not to those a server accepts: those are read from 'data' events.
 import type { OnReadOpts } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { FrameDecoder, type Frame } from './frames.js';
+import { type BodyMemory, FrameDecoder, type Frame } from './frames.js';
 
 /** Where a reader's frames go: the bytes read, and the frames they completed or the error the
  * decoder threw (a ProtocolError when the peer broke the format). */
@@ -51,10 +51,12 @@ export class SocketReader {
     readers.set(socket, this);
   }
 
-  /** From now on frames go to `sink`; those read before follow in a microtask (not during the
-   * caller's own set-up), ahead of anything read later. */
-  attach(sink: FrameSink): void {
+  /** From now on frames go to `sink`, their large bodies where `bodyMemory` says; those read
+   * before follow in a microtask (not during the caller's own set-up), ahead of anything read
+   * later. */
+  attach(sink: FrameSink, bodyMemory?: BodyMemory): void {
     this.sink = sink;
+    this.decoder.bodyMemory = bodyMemory;
     const waiting = this.waiting;
     this.waiting = [];
     if (waiting.length > 0) queueMicrotask(() => waiting.forEach(([bytes, frames]) => sink(bytes, frames)));

@@ -15,7 +15,9 @@
 //
 // Lending is safe only when the borrower holds the sole views of what it gives back: a chunk
 // store reads into lent memory only for a caller that asks (ChunkStore.get's `memory`), and that
-// caller decides when every view is gone.
+// caller decides when every view is gone. A loan that several go on using independently (a chunk
+// fetched from a peer: its reader, and the cache writing it to disk) is shared: each holder gives
+// it back once, and it is reused after the last.
 
 /** Buffers up to this size all come from the smallest size class. */
 export const SMALLEST_CLASS = 64 * 1024;
@@ -23,9 +25,9 @@ export const SMALLEST_CLASS = 64 * 1024;
 export class ChunkMemory {
   /** Idle buffers by size class. */
   private readonly idle = new Map<number, SharedArrayBuffer[]>();
-  /** What is out on loan: giving back anything else (a foreign buffer, or one given back
-   * twice) is ignored rather than corrupting a later loan. */
-  private readonly onLoan = new WeakSet<SharedArrayBuffer>();
+  /** What is out on loan, with how many hold it: giving back anything else (a foreign buffer,
+   * or one given back more often than held) is ignored rather than corrupting a later loan. */
+  private readonly onLoan = new WeakMap<SharedArrayBuffer, number>();
   private idleBytes = 0;
   private lentBytes = 0;
   private lastLentAt = 0;
@@ -49,16 +51,32 @@ export class ChunkMemory {
     for (let c = size, tries = 0; backing === undefined && tries < 3; c = sizeClass(c + 1), tries++) backing = this.idle.get(c)?.pop();
     if (backing) this.idleBytes -= backing.byteLength;
     else backing = new SharedArrayBuffer(size);
-    this.onLoan.add(backing);
+    this.onLoan.set(backing, 1);
     this.lentBytes += backing.byteLength;
     return Buffer.from(backing, 0, length);
   }
 
+  /** `holders` more hold the loan behind `view`, each to give it back once. Memory not lent from
+   * here is left alone. */
+  share(view: Uint8Array, holders = 1): void {
+    const backing = view.buffer;
+    if (!(backing instanceof SharedArrayBuffer)) return;
+    const held = this.onLoan.get(backing);
+    if (held !== undefined) this.onLoan.set(backing, held + holders);
+  }
+
   /** Gives back the memory behind `view` (any view of a loan): the caller and everyone it gave a
-   * view to are done with it. Memory not lent from here is left alone. */
+   * view to are done with it. It is reused once every holder gave it back. Memory not lent from
+   * here is left alone. */
   giveBack(view: Uint8Array): void {
     const backing = view.buffer;
-    if (!(backing instanceof SharedArrayBuffer) || !this.onLoan.has(backing)) return;
+    if (!(backing instanceof SharedArrayBuffer)) return;
+    const held = this.onLoan.get(backing);
+    if (held === undefined) return;
+    if (held > 1) {
+      this.onLoan.set(backing, held - 1);
+      return;
+    }
     this.onLoan.delete(backing);
     this.lentBytes -= backing.byteLength;
     if (this.idleBytes + backing.byteLength > this.maxIdleBytes) return;

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { encodeFrame, type Frame, FrameDecoder, FrameKind, MAX_BODY_BYTES, MAX_FRAME_BYTES, MAX_HEADER_BYTES, ProtocolError } from '../../src/peer/frames.js';
+import { ChunkMemory } from '../../src/pool/chunk-memory.js';
 
 const KINDS = Object.values(FrameKind);
 
@@ -113,6 +114,50 @@ describe('peer frames', () => {
     );
     const d = new FrameDecoder();
     assert.throws(() => d.received(10, new Uint8Array(10)), /elsewhere than readTarget said/);
+  });
+
+  it('gathers the large bodies it is told to into lent memory, and gives a broken frame\'s back', () => {
+    const memory = new ChunkMemory();
+    const asked: Array<[FrameKind, number]> = [];
+    const d = new FrameDecoder();
+    // Only responses to request 7 are lent; a small body never is.
+    d.bodyMemory = (kind, id) => {
+      asked.push([kind, id]);
+      return kind === FrameKind.RESPONSE && id === 7 ? memory : undefined;
+    };
+    const big = randomBytes(300_000);
+    const samples: Sample[] = [
+      { kind: FrameKind.RESPONSE, id: 7, header: { n: 1 }, body: big },
+      { kind: FrameKind.RESPONSE, id: 8, header: { n: 2 }, body: big },
+      { kind: FrameKind.RESPONSE, id: 7, header: { n: 3 }, body: randomBytes(1000) },
+    ];
+    const bytes = wire(samples);
+    const frames: Frame[] = [];
+    for (let at = 0; at < bytes.length; at += 5000) frames.push(...d.push(Buffer.from(bytes.subarray(at, at + 5000))));
+    assert.deepEqual(plain(frames), plain(samples));
+    assert.deepEqual(asked, [[FrameKind.RESPONSE, 7], [FrameKind.RESPONSE, 8]], 'asked once per large body');
+    assert.equal(frames[0]!.lentFrom, memory);
+    assert.ok(frames[0]!.body.buffer instanceof SharedArrayBuffer);
+    assert.equal(frames[1]!.lentFrom, undefined);
+    assert.equal(frames[2]!.lentFrom, undefined);
+    memory.giveBack(frames[0]!.body);
+    assert.equal(memory.lentSize, 0);
+
+    // A frame whose header turns out not to be JSON gives its body back before the error.
+    const broken = encodeFrame(FrameKind.RESPONSE, 7, { x: 1 }, big);
+    broken[0]!.write('!', 13, 'utf8');
+    const d2 = new FrameDecoder();
+    let lent = 0;
+    d2.bodyMemory = () => {
+      lent++;
+      return memory;
+    };
+    const all = Buffer.concat(broken);
+    assert.throws(() => {
+      for (let at = 0; at < all.length; at += 5000) d2.push(Buffer.from(all.subarray(at, at + 5000)));
+    }, ProtocolError);
+    assert.equal(lent, 1);
+    assert.equal(memory.lentSize, 0, 'nothing left on loan');
   });
 
   it('refuses an oversize frame from its 4-byte length prefix alone', () => {

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { encodeFrame, type Frame, FrameDecoder, FrameKind, MAX_BODY_BYTES, ProtocolError } from '../../src/peer/frames.js';
 import { PeerClosedError, PeerRequestError, PeerSession, type PeerSessionOptions } from '../../src/peer/session.js';
+import { ChunkMemory } from '../../src/pool/chunk-memory.js';
 import { capturedLogger, waitFor } from '../helpers.js';
 
 const MiB = 1024 * 1024;
@@ -151,6 +152,38 @@ describe('peer sessions', () => {
       assert.equal(r.header.sha, sha(sent[i]!));
       assert.ok(r.body.equals(Buffer.from(sent[i]!).reverse()));
     });
+  });
+
+  it('gather a response body into the memory its request names, and give back one nobody waits for', async () => {
+    const [sockRaw, sockA] = await socketPair();
+    const raw = rawPeer(sockRaw);
+    sockRaw.write(raw.hello());
+    const alpha = await PeerSession.open(sockA, options('alpha'));
+    cleanups.push(() => alpha.close());
+    const memory = new ChunkMemory();
+    const body = randomBytes(MiB);
+
+    const asked = alpha.request('chunk', {}, undefined, { bodyMemory: memory });
+    await waitFor(() => raw.frames.some((f) => f.kind === FrameKind.REQUEST && f.id === 1), 'the request to arrive');
+    raw.send(FrameKind.RESPONSE, 1, {}, body);
+    const answer = await asked;
+    assert.ok(answer.body.equals(body));
+    assert.ok(answer.body.buffer instanceof SharedArrayBuffer, 'the body is lent memory');
+    assert.ok(memory.lentSize >= MiB);
+    memory.giveBack(answer.body);
+    assert.equal(memory.lentSize, 0);
+
+    // The answer's first half arrives, the request times out, then the rest arrives: nobody takes
+    // the body, and its memory goes back.
+    const late = alpha.request('chunk', {}, undefined, { bodyMemory: memory, timeoutMs: 300 });
+    await waitFor(() => raw.frames.some((f) => f.kind === FrameKind.REQUEST && f.id === 2), 'the second request to arrive');
+    const frame = Buffer.concat(encodeFrame(FrameKind.RESPONSE, 2, {}, body));
+    sockRaw.write(frame.subarray(0, frame.length / 2));
+    await waitFor(() => memory.lentSize >= MiB, 'the body to be gathered into lent memory');
+    await assert.rejects(late, (err: unknown) => err instanceof PeerRequestError && err.code === 'ETIMEDOUT');
+    sockRaw.write(frame.subarray(frame.length / 2));
+    await waitFor(() => memory.lentSize === 0, 'the memory of the answer nobody waits for to go back');
+    assert.equal(alpha.isClosed, false);
   });
 
   it('call a response\'s sent() once the stream has its body, or once it never will, exactly once', async () => {

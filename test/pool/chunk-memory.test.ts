@@ -61,6 +61,23 @@ describe('ChunkMemory', () => {
     assert.notEqual(first.buffer, second.buffer, 'a double give-back must not lend one buffer twice');
   });
 
+  it('reuses a shared loan only once every holder gave it back', () => {
+    const memory = new ChunkMemory();
+    const loan = memory.lend(1 << 20);
+    memory.share(loan, 2); // three holders now
+    memory.giveBack(loan);
+    memory.giveBack(loan.subarray(10));
+    assert.equal(memory.idleSize, 0, 'one holder is left');
+    assert.notEqual(memory.lend(1 << 20).buffer, loan.buffer, 'not lent again while held');
+    memory.giveBack(loan);
+    assert.equal(memory.idleSize, 1 << 20);
+    memory.giveBack(loan);
+    assert.equal(memory.idleSize, 1 << 20, 'a give-back beyond the holders is ignored');
+    memory.share(Buffer.alloc(16));
+    memory.share(loan); // no longer lent: sharing it does not lend it again
+    assert.equal(memory.lend(1 << 20).buffer, loan.buffer);
+  });
+
   it('keeps at most maxIdleBytes for reuse', () => {
     const memory = new ChunkMemory(3 << 20);
     const loans = Array.from({ length: 5 }, () => memory.lend(1 << 20));
