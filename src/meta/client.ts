@@ -15,14 +15,39 @@
 // out of order (a connection pool) needs versioned entries instead. One exception: Orbit's own
 // settings (INHERITED_XATTRS, such as a file's policy) are also set by the store's job runner,
 // which may be another process; they are always asked of the engine.
-import { FileType, INHERITED_XATTRS, MetaError, NAME_MAX, RENAME_WHITEOUT, type Caller, type DirEntry, type DirsChanged, type InodeAttr, type Ino, type Made, type MetaEngine, type Removal, type Removed, type Renamed, type VolumeChanges } from './contract.js';
+//
+// Creates answered ahead. A create in a directory whose every name is known here, of a name not
+// among them, cannot fail in the namespace: this process answers it at once, with an inode number
+// the engine set aside (reserveInodes) and the attributes the engine's own rule gives
+// (new-inode.ts), and the engine makes it meanwhile. The engine runs requests in the order sent,
+// so anything later asked about the new file or its directory is answered after it is made, and
+// fsync (sync) waits for it. Creating a file is then one thread wake-up fewer each way (about
+// 0.13 ms of 0.3 ms on tmpfs, measured). Two rules keep the cache right: no create goes ahead
+// while another change of names is in flight (its answer could make the name exist), and while
+// creates made ahead in a directory are in flight, answers about that directory are not kept
+// (they may be older than what the cache says). A create the engine then fails (a full disk) is
+// undone here, logged and reported (onLostCreate): the name the caller was told of is gone.
+import { FileType, INHERITED_XATTRS, MetaError, NAME_MAX, RENAME_WHITEOUT, type Caller, type DirEntry, type DirsChanged, type InodeAttr, type Ino, type Made, type MetaEngine, type NewNode, type Removal, type Removed, type Renamed, type VolumeChanges } from './contract.js';
+import { componentLogger, type Logger } from '../log.js';
+import { LruMap } from '../lru.js';
+import { clockTime, dirAfterCreate, newInodeAttr } from './new-inode.js';
 
 /** Entries kept per map before the least recently used go. */
 const CACHE_ENTRIES = 200_000;
+/** Inode numbers set aside at a time for creates answered ahead; more are asked for when fewer
+ * than half are left. */
+const RESERVED_INODES = 1024;
 
-/** A Map that forgets its least recently used entries past a bound. */
+/** A create answered ahead that the engine failed: the name is gone, and so is the inode. */
+export interface LostCreate {
+  parent: Ino;
+  name: string;
+  ino: Ino;
+}
+
+/** A map that forgets its least recently used entries past a bound; a get is a use. */
 class Lru<K, V> {
-  private readonly map = new Map<K, V>();
+  private readonly map = new LruMap<K, V>();
 
   constructor(
     private readonly limit: number,
@@ -31,18 +56,14 @@ class Lru<K, V> {
 
   get(key: K): V | undefined {
     const v = this.map.get(key);
-    if (v !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
+    if (v !== undefined) this.map.touch(key);
     return v;
   }
 
   set(key: K, value: V): void {
-    this.map.delete(key);
     this.map.set(key, value);
     if (this.map.size > this.limit) {
-      const oldest = this.map.keys().next().value as K;
+      const [oldest] = this.map.first()!;
       this.map.delete(oldest);
       this.onEvict?.(oldest);
     }
@@ -76,6 +97,17 @@ export class MetaClient implements MetaEngine {
   private readonly opens = new Map<Ino, number>();
   /** Open inodes whose last name went: removed at their last close. */
   private readonly orphans = new Set<Ino>();
+  /** Inode numbers set aside for creates answered ahead: next to give, and the end. */
+  private reserved = { next: 0, end: 0 };
+  private reserving = false;
+  /** Creates answered ahead and not yet made, by directory. */
+  private readonly aheadIn = new Map<Ino, number>();
+  /** Changes of names in flight (other than creates answered ahead). */
+  private namesChanging = 0;
+  /** Told of each create answered ahead that the engine then failed (onLostCreate). */
+  private readonly lostListeners = new Set<(lost: LostCreate) => void>();
+  private aheadCount = 0;
+  private log: Logger | undefined;
 
   constructor(private readonly engine: MetaEngine) {}
 
@@ -87,7 +119,7 @@ export class MetaClient implements MetaEngine {
 
   /** A peer's changes change what this process has cached of the volume: all of it is forgotten. */
   async applyChanges(volume: string, changes: VolumeChanges): Promise<Ino[]> {
-    const touched = await this.engine.applyChanges(volume, changes);
+    const touched = await this.changingNames(() => this.engine.applyChanges(volume, changes));
     this.forgetAll();
     return touched;
   }
@@ -127,8 +159,7 @@ export class MetaClient implements MetaEngine {
     }
     const attr = await this.engine.lookup(parent, name);
     if (!special) this.names.set(nameKey(parent, name), attr.ino);
-    this.attrs.set(attr.ino, attr);
-    return attr;
+    return this.keep(attr);
   }
 
   async getattr(ino: Ino): Promise<InodeAttr> {
@@ -141,34 +172,127 @@ export class MetaClient implements MetaEngine {
     return this.keep(await this.engine.setattr(...a));
   }
 
-  async create(...a: Parameters<MetaEngine['create']>): Promise<Made> {
-    const [parent, name, node] = a;
-    const made = await this.engine.create(...a);
-    this.names.set(nameKey(parent, name), made.attr.ino);
-    // A new inode has no extended attributes but the inherited ones (asked of the engine anyway).
-    this.xattrs.set(made.attr.ino, new Map());
-    this.xattrsComplete.set(made.attr.ino, true);
-    if (node.type === FileType.Directory) this.complete.add(made.attr.ino);
+  async create(parent: Ino, name: string, node: NewNode, caller: Caller): Promise<Made> {
+    const ahead = this.createAhead(parent, name, node, caller);
+    if (ahead) return ahead;
+    this.reserveMore();
+    const made = await this.changingNames(() => this.engine.create(parent, name, node, caller));
+    this.madeHere(parent, name, node, made.attr);
     this.keep(made.attr);
     return this.keepDirs(made);
   }
 
+  /** The create answered now, when it can be (see the top of this file). */
+  private createAhead(parent: Ino, name: string, node: NewNode, caller: Caller): Made | undefined {
+    if (this.namesChanging > 0 || !this.complete.has(parent) || this.reserved.next >= this.reserved.end) return undefined;
+    if (name === '' || name === '.' || name === '..' || name.includes('/') || Buffer.byteLength(name) > NAME_MAX) return undefined; // the engine's error
+    if (this.names.get(nameKey(parent, name)) !== undefined) return undefined; // EEXIST, from the engine
+    const dir = this.attrs.get(parent);
+    if (!dir || dir.nlink === 0 || (dir.mode & 0o170000) !== FileType.Directory) return undefined;
+    const ino = this.reserved.next++;
+    this.aheadCount++;
+    if (this.reserved.end - this.reserved.next < RESERVED_INODES / 2) this.reserveMore();
+    const time = clockTime();
+    const attr = newInodeAttr(dir, node, caller, ino, time);
+    const dirAttr = dirAfterCreate(dir, node, time);
+    this.madeHere(parent, name, node, attr);
+    this.attrs.set(ino, attr);
+    this.attrs.set(parent, dirAttr);
+    this.aheadIn.set(parent, (this.aheadIn.get(parent) ?? 0) + 1);
+    this.engine.create(parent, name, node, caller, { ino, time }).then(
+      (made) => {
+        this.aheadDone(parent);
+        // The engine's word, unless something newer took the entries' place meanwhile.
+        if (this.attrs.get(ino) === attr) this.attrs.set(ino, made.attr);
+        if (this.attrs.get(parent) === dirAttr) this.attrs.set(parent, made.dirs[0] ?? dirAttr);
+      },
+      (err: unknown) => {
+        this.aheadDone(parent);
+        if (this.names.get(nameKey(parent, name)) === ino) this.names.delete(nameKey(parent, name));
+        this.forget(ino);
+        this.complete.delete(ino);
+        // What this process knew of the directory was wrong (the name was there after all, say).
+        this.complete.delete(parent);
+        this.attrs.delete(parent);
+        this.log ??= componentLogger('meta');
+        this.log.error({ parent, entry: name, ino, err }, 'a create answered ahead failed in the metadata engine: the name is gone');
+        for (const listener of this.lostListeners) listener({ parent, name, ino });
+      },
+    );
+    return { attr, dirs: [dirAttr] };
+  }
+
+  /** Creates answered ahead so far. */
+  get createsAhead(): number {
+    return this.aheadCount;
+  }
+
+  /** Calls `listener` for each create answered ahead that the engine then failed (logged here),
+   * so that a mount drops what the kernel was told; returns what unsubscribes it. */
+  onLostCreate(listener: (lost: LostCreate) => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  private aheadDone(parent: Ino): void {
+    const left = (this.aheadIn.get(parent) ?? 1) - 1;
+    if (left > 0) this.aheadIn.set(parent, left);
+    else this.aheadIn.delete(parent);
+  }
+
+  /** A name made by this process: known, with no extended attributes but the inherited ones
+   * (asked of the engine anyway); a new directory's names are all known (none). */
+  private madeHere(parent: Ino, name: string, node: NewNode, attr: InodeAttr): void {
+    this.names.set(nameKey(parent, name), attr.ino);
+    this.xattrs.set(attr.ino, new Map());
+    this.xattrsComplete.set(attr.ino, true);
+    if (node.type === FileType.Directory) this.complete.add(attr.ino);
+  }
+
+  /** Asks the engine for more inode numbers to create ahead with (once creates happen here). */
+  private reserveMore(): void {
+    if (this.reserving) return;
+    this.reserving = true;
+    this.engine.reserveInodes(RESERVED_INODES).then(
+      (first) => {
+        this.reserving = false;
+        this.reserved = { next: first, end: first + RESERVED_INODES };
+      },
+      () => {
+        // Creates go the long way; the next one asks again.
+        this.reserving = false;
+      },
+    );
+  }
+
+  /** Runs a change of names, counted (no create goes ahead meanwhile). */
+  private async changingNames<T>(change: () => Promise<T>): Promise<T> {
+    this.namesChanging++;
+    try {
+      return await change();
+    } finally {
+      this.namesChanging--;
+    }
+  }
+
+  reserveInodes: MetaEngine['reserveInodes'] = (...a) => this.engine.reserveInodes(...a);
+
   async link(ino: Ino, parent: Ino, name: string): Promise<Made> {
-    const made = await this.engine.link(ino, parent, name);
+    const made = await this.changingNames(() => this.engine.link(ino, parent, name));
     this.names.set(nameKey(parent, name), made.attr.ino);
     this.keep(made.attr);
     return this.keepDirs(made);
   }
 
   async unlink(parent: Ino, name: string): Promise<Removed> {
-    const removed = await this.engine.unlink(parent, name, await this.heldAt(parent, name));
+    const removed = await this.changingNames(async () => this.engine.unlink(parent, name, await this.heldAt(parent, name)));
     this.names.delete(nameKey(parent, name));
     this.dropRemoved(removed);
     return this.keepDirs(removed);
   }
 
   async rmdir(parent: Ino, name: string): Promise<Removed> {
-    const removed = await this.engine.rmdir(parent, name, await this.heldAt(parent, name));
+    const removed = await this.changingNames(async () => this.engine.rmdir(parent, name, await this.heldAt(parent, name)));
     this.names.delete(nameKey(parent, name));
     this.dropRemoved(removed);
     this.complete.delete(removed.ino);
@@ -176,7 +300,7 @@ export class MetaClient implements MetaEngine {
   }
 
   async rename(parent: Ino, name: string, newParent: Ino, newName: string, flags: number, caller?: Caller): Promise<Renamed> {
-    const done = await this.engine.rename(parent, name, newParent, newName, flags, caller, await this.heldAt(newParent, newName));
+    const done = await this.changingNames(async () => this.engine.rename(parent, name, newParent, newName, flags, caller, await this.heldAt(newParent, newName)));
     // A whiteout, if asked for, now has the old name: it is looked up afresh.
     this.names.delete(nameKey(parent, name));
     if (flags & RENAME_WHITEOUT) this.complete.delete(parent);
@@ -194,7 +318,7 @@ export class MetaClient implements MetaEngine {
     for (const e of entries) {
       if (!e.attr || e.name === '.' || e.name === '..') continue;
       this.names.set(nameKey(ino, e.name), e.ino);
-      this.attrs.set(e.ino, e.attr);
+      this.keep(e.attr);
       if (e.xattrs) {
         this.xattrs.set(e.ino, new Map(e.xattrs.map(([n, v]) => [n, Buffer.from(v.buffer, v.byteOffset, v.length)])));
         this.xattrsComplete.set(e.ino, true);
@@ -316,14 +440,17 @@ export class MetaClient implements MetaEngine {
     return ino !== undefined && this.opens.has(ino) ? ino : undefined;
   }
 
+  /** Attributes the engine answered, kept: unless creates made ahead in that directory are in
+   * flight, when the answer may be older than the cache (it was asked before them). */
   private keep(attr: InodeAttr): InodeAttr {
-    this.attrs.set(attr.ino, attr);
+    if (this.aheadIn.has(attr.ino)) this.attrs.delete(attr.ino);
+    else this.attrs.set(attr.ino, attr);
     return attr;
   }
 
   /** The directories' attributes after a change of names, as the engine reported them. */
   private keepDirs<T extends DirsChanged>(changed: T): T {
-    for (const dir of changed.dirs) this.attrs.set(dir.ino, dir);
+    for (const dir of changed.dirs) this.keep(dir);
     return changed;
   }
 

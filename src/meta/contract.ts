@@ -169,6 +169,12 @@ export interface DirsChanged {
   dirs: InodeAttr[];
 }
 
+/** A create answered before it is made: the inode's number (from reserveInodes) and time. */
+export interface CreateAhead {
+  ino: Ino;
+  time: Time;
+}
+
 /** A new name (create, link): the inode's attributes. */
 export interface Made extends DirsChanged {
   attr: InodeAttr;
@@ -253,7 +259,13 @@ export interface MetaEngine {
   lookup(parent: Ino, name: string): Promise<InodeAttr>;
   getattr(ino: Ino): Promise<InodeAttr>;
   setattr(ino: Ino, changes: AttrChanges): Promise<InodeAttr>;
-  create(parent: Ino, name: string, node: NewNode, caller: Caller): Promise<Made>;
+  /** Makes a name and its inode (newInodeAttr's rule). With `ahead`, the inode gets the number
+   * and time given: a number reserveInodes() set aside, with which a client answered the create
+   * before the engine made it (client.ts). */
+  create(parent: Ino, name: string, node: NewNode, caller: Caller, ahead?: CreateAhead): Promise<Made>;
+  /** Sets aside `count` inode numbers that no create is given unless asked for by number (ahead),
+   * returning the first; numbers are never reused, so one set aside and never used is skipped. */
+  reserveInodes(count: number): Promise<Ino>;
   link(ino: Ino, parent: Ino, name: string): Promise<Made>;
   /** An inode whose last name goes is removed with its contents, unless it is `held`: open in
    * the caller's process, which calls removeOrphan() after the last close. Open files are the

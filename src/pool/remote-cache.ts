@@ -8,7 +8,7 @@
 // Chunks that must not go (those of files being read, of pinned files not yet moved to the pool)
 // are protected; a put that cannot fit beside them is refused rather than pushing past the bound.
 //
-// Recency lives in memory (a Map in use order, as in vfs/chunk-cache.ts) so that a get costs no
+// Recency lives in memory (an LruMap, as in vfs/chunk-cache.ts) so that a get costs no
 // syscall beyond its read; the files' mtimes carry it across restarts, written back in batches.
 import { randomUUID } from 'node:crypto';
 import { lstat, mkdir, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import type { ChunkId } from './contract.js';
 import { assertChunkId, ChunkStoreClosedError, isChunkId } from './contract.js';
 import { forEachLimited } from '../limited.js';
+import { LruMap } from '../lru.js';
 import { openDirIfPresent } from './local-store.js';
 
 /** How often touched chunks' mtimes are written back: a crash loses at most this much recency. */
@@ -80,14 +81,14 @@ export class RemoteCache {
   private readonly tmpDir: string;
   private limit: number;
   /** Unprotected cached chunks in use order, least recent first: the eviction order. */
-  private readonly lru = new Map<ChunkId, Entry>();
+  private readonly lru = new LruMap<ChunkId, Entry>();
   /** Protected cached chunks: never evicted; they rejoin `lru`, as just used, when released. */
   private readonly held = new Map<ChunkId, Entry>();
   /** Protection counts, by id, cached or not (yet). */
   private readonly holds = new Map<ChunkId, number>();
   /** Chunks used (gets, puts, releases) since recency was last written back, in use order: the
    * tail of the eviction order. */
-  private touched = new Map<ChunkId, Entry>();
+  private touched = new LruMap<ChunkId, Entry>();
   /** Puts of each id, from their call to their end: a second put of the id shares the first. */
   private readonly putsInFlight = new Map<ChunkId, Promise<boolean>>();
   /** Bytes reserved by each put writing its file. */
@@ -510,7 +511,6 @@ export class RemoteCache {
       this.lru.set(id, entry);
       this.lruBytes += entry.bytes;
     }
-    this.touched.delete(id);
     this.touched.set(id, entry);
   }
 
@@ -523,8 +523,7 @@ export class RemoteCache {
   /** Moves a chunk to the end of the use order (a protected one only in `touched`, the order of
    * its file's mtime: it rejoins the eviction order as used when released). */
   private markUsed(id: ChunkId, entry: Entry): void {
-    if (this.lru.delete(id)) this.lru.set(id, entry);
-    this.touched.delete(id);
+    this.lru.touch(id);
     this.touched.set(id, entry);
   }
 
@@ -553,7 +552,7 @@ export class RemoteCache {
   private async writeRecency(): Promise<void> {
     if (this.touched.size === 0) return;
     const ids = [...this.touched.keys()];
-    this.touched = new Map();
+    this.touched = new LruMap();
     // One millisecond apart, ending now (unless that would not be after the last ones).
     const startMs = Math.max(Date.now() - ids.length, this.lastStampMs + 1);
     this.lastStampMs = startMs + ids.length - 1;

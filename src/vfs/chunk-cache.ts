@@ -5,6 +5,7 @@
 // the cache and the last reader holding it has released it (until then a reply still being built
 // from it, or being sent, would read another chunk's bytes).
 import type { ChunkSource } from '../content/chunk-source.js';
+import { LruMap } from '../lru.js';
 import type { ChunkId } from '../pool/contract.js';
 
 /** A chunk's plaintext, valid until release() (called once). */
@@ -36,7 +37,7 @@ interface Load {
 }
 
 export class ChunkCache {
-  private readonly cached = new Map<ChunkId, Entry>(); // Map order is recency: oldest first
+  private readonly cached = new LruMap<ChunkId, Entry>(); // oldest use first
   private readonly loading = new Map<ChunkId, Load>();
   private bytes = 0;
 
@@ -50,8 +51,7 @@ export class ChunkCache {
   hold(id: ChunkId): Promise<HeldChunk> {
     const hit = this.cached.get(id);
     if (hit) {
-      this.cached.delete(id);
-      this.cached.set(id, hit);
+      this.cached.touch(id);
       hit.holds++;
       return Promise.resolve(hit);
     }

@@ -114,6 +114,13 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
     await store.releaseMount(opts.volume);
     throw err;
   }
+  // A create answered before the engine made it, and then failed there (a full disk): the kernel
+  // forgets the name and the directory's attributes (a mount of another volume is told too, and
+  // finds nothing of it to drop).
+  const stopLost = store.meta.onLostCreate(({ parent, name }) => {
+    const dir = fs.toFuse(parent);
+    Promise.all([session.notifyInvalEntry(dir, name), session.notifyInvalInode(dir)]).catch((err: unknown) => log.warn({ err }, 'cannot drop a lost create from the kernel\'s caches'));
+  });
   const ownServices = opts.services ? undefined : startStoreServices(store);
   const onSignal = (): void => {
     log.info('signal: unmounting');
@@ -124,6 +131,7 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
     process.on('SIGTERM', onSignal);
   }
   const closed = session.closed.then(async () => {
+    stopLost();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     try {

@@ -21,6 +21,7 @@ import {
   type InodeAttr,
   type Ino,
   type Made,
+  type CreateAhead,
   type NewNode,
   type Removal,
   type Removed,
@@ -30,12 +31,12 @@ import {
   type VolumeChanges,
   type VolumeInfo,
 } from '../contract.js';
+import { clockTime, newInodeAttr } from '../new-inode.js';
 import { MAX_EXTENT, SCHEMA, SCHEMA_VERSION, UPGRADE_FROM_1 } from './schema.js';
 import { packListing, unpackListing, type ListedRow, type PackedListing } from './listing.js';
 import type { ChunkId } from '../../pool/contract.js';
 
 const S_IFMT = 0o170000;
-const S_ISGID = 0o2000;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 
@@ -87,10 +88,7 @@ function now(): Time {
   return stamp ? stamp.time : clock();
 }
 
-function clock(): Time {
-  const ms = Date.now();
-  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 };
-}
+const clock = clockTime;
 
 function toAttr(r: InodeRow): InodeAttr {
   return {
@@ -144,8 +142,9 @@ export class SqliteEngine {
     const p = (sql: string): Statement => this.db.prepare(sql);
     this.st = {
       inode: p('SELECT * FROM inodes WHERE ino = ?'),
-      insertInode: p(`INSERT INTO inodes (volume, mode, nlink, uid, gid, rdev, size, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, parent, target)
-        VALUES (@volume, @mode, @nlink, @uid, @gid, @rdev, @size, @s, @ns, @s, @ns, @s, @ns, @parent, @target)`),
+      insertInode: p(`INSERT INTO inodes (ino, volume, mode, nlink, uid, gid, rdev, size, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, parent, target)
+        VALUES (@ino, @volume, @mode, @nlink, @uid, @gid, @rdev, @size, @s, @ns, @s, @ns, @s, @ns, @parent, @target)`),
+      reserveInodes: p("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'inodes' RETURNING seq").pluck(),
       deleteInode: p('DELETE FROM inodes WHERE ino = ?'),
       setNlink: p('UPDATE inodes SET nlink = nlink + ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
       touchDir: p('UPDATE inodes SET mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?'),
@@ -478,19 +477,16 @@ export class SqliteEngine {
     });
   }
 
-  create(parent: Ino, name: string, node: NewNode, caller: Caller): Made {
+  create(parent: Ino, name: string, node: NewNode, caller: Caller, ahead?: CreateAhead): Made {
     return this.tx(() => {
       checkName(name);
       const dir = this.dirRow(parent);
       if (dir.nlink === 0) throw new MetaError('ENOENT', 'directory was removed');
       if (this.st.dentry!.get(parent, name)) throw new MetaError('EEXIST');
       const directory = node.type === FileType.Directory;
-      // BSD group semantics under a set-group-ID directory; new directories inherit the bit.
-      const inherit = (dir.mode & S_ISGID) !== 0;
-      const perm = inherit && directory ? node.perm | S_ISGID : node.perm;
-      const t = now();
-      const ino = this.newInode(dir.volume, node.type | (perm & 0o7777), directory ? 2 : 1, caller.uid,
-        inherit ? dir.gid : caller.gid, node.rdev ?? 0, directory ? parent : null, node.target ?? null, t);
+      const t = ahead?.time ?? now();
+      const a = newInodeAttr(dir, node, caller, ahead?.ino ?? 0, t);
+      const ino = this.newInode(dir.volume, a.mode, a.nlink, a.uid, a.gid, a.rdev, directory ? parent : null, node.target ?? null, t, ahead?.ino);
       this.st.insertDentry!.run(parent, name, ino, node.type);
       this.st.inheritXattrs!.run(ino, parent);
       if (directory) this.st.setNlink!.run(1, t.sec, t.nsec, parent);
@@ -911,9 +907,20 @@ export class SqliteEngine {
     return r;
   }
 
-  private newInode(volume: number, mode: number, nlink: number, uid: number, gid: number, rdev: number, parent: number | null, target: string | null, t: Time): number {
+  /** Inserts an inode numbered `ino`, or else the next number AUTOINCREMENT gives. */
+  private newInode(volume: number, mode: number, nlink: number, uid: number, gid: number, rdev: number, parent: number | null, target: string | null, t: Time, ino?: Ino): number {
     const size = target === null ? 0 : Buffer.byteLength(target);
-    return Number(this.st.insertInode!.run({ volume, mode, nlink, uid, gid, rdev, size, s: t.sec, ns: t.nsec, parent, target }).lastInsertRowid);
+    return Number(this.st.insertInode!.run({ ino: ino ?? null, volume, mode, nlink, uid, gid, rdev, size, s: t.sec, ns: t.nsec, parent, target }).lastInsertRowid);
+  }
+
+  reserveInodes(count: number): Ino {
+    if (!Number.isInteger(count) || count < 1) throw new MetaError('EINVAL', `cannot reserve ${count} inode numbers`);
+    return this.tx(() => {
+      // Every store has inodes (each volume's root), so AUTOINCREMENT has its row.
+      const last = this.st.reserveInodes!.get(count) as number | undefined;
+      if (last === undefined) throw new Error('no inode sequence in the database');
+      return last - count + 1;
+    });
   }
 
   /** One name of a non-directory is gone: the inode goes too when nothing else holds it. */

@@ -112,6 +112,7 @@ export class SqliteMeta implements MetaEngine {
   getattr: MetaEngine['getattr'] = (...a) => this.call('getattr', a);
   setattr: MetaEngine['setattr'] = (...a) => this.call('setattr', a);
   create: MetaEngine['create'] = (...a) => this.call('create', a);
+  reserveInodes: MetaEngine['reserveInodes'] = (...a) => this.call('reserveInodes', a);
   link: MetaEngine['link'] = (...a) => this.call('link', a);
   unlink: MetaEngine['unlink'] = (...a) => this.call('unlink', a);
   rmdir: MetaEngine['rmdir'] = (...a) => this.call('rmdir', a);
