@@ -30,7 +30,7 @@
 import { FileType, INHERITED_XATTRS, MetaError, NAME_MAX, RENAME_WHITEOUT, type Caller, type DirEntry, type DirsChanged, type InodeAttr, type Ino, type Made, type MetaEngine, type NewNode, type Removal, type Removed, type Renamed, type VolumeChanges } from './contract.js';
 import { componentLogger, type Logger } from '../log.js';
 import { LruMap } from '../lru.js';
-import { clockTime, dirAfterCreate, newInodeAttr } from './new-inode.js';
+import { clockTime, dirAfterCreate, nameError, newInodeAttr } from './new-inode.js';
 
 /** Entries kept per map before the least recently used go. */
 const CACHE_ENTRIES = 200_000;
@@ -185,7 +185,7 @@ export class MetaClient implements MetaEngine {
   /** The create answered now, when it can be (see the top of this file). */
   private createAhead(parent: Ino, name: string, node: NewNode, caller: Caller): Made | undefined {
     if (this.namesChanging > 0 || !this.complete.has(parent) || this.reserved.next >= this.reserved.end) return undefined;
-    if (name === '' || name === '.' || name === '..' || name.includes('/') || Buffer.byteLength(name) > NAME_MAX) return undefined; // the engine's error
+    if (nameError(name)) return undefined; // the engine's error
     if (this.names.get(nameKey(parent, name)) !== undefined) return undefined; // EEXIST, from the engine
     const dir = this.attrs.get(parent);
     if (!dir || dir.nlink === 0 || (dir.mode & 0o170000) !== FileType.Directory) return undefined;

@@ -1,9 +1,16 @@
 // What a new name's inode looks like, from its directory and its caller: the rule every engine
 // applies when it creates one, and what a client that answers a create before the engine has
 // made it (client.ts) tells the kernel. One function for both, so that the two never differ.
-import { FileType, type Caller, type InodeAttr, type Ino, type NewNode, type Time } from './contract.js';
+import { FileType, MetaError, NAME_MAX, type Caller, type InodeAttr, type Ino, type NewNode, type Time } from './contract.js';
 
 const S_ISGID = 0o2000;
+
+/** Why a new name cannot be made (EINVAL, ENAMETOOLONG), or undefined when it can. */
+export function nameError(name: string): MetaError | undefined {
+  if (name === '' || name === '.' || name === '..' || name.includes('/')) return new MetaError('EINVAL', `bad name ${JSON.stringify(name)}`);
+  if (Buffer.byteLength(name) > NAME_MAX) return new MetaError('ENAMETOOLONG');
+  return undefined;
+}
 
 /** The directory's bits the rule reads. */
 export interface ParentBits {

@@ -31,7 +31,7 @@ import {
   type VolumeChanges,
   type VolumeInfo,
 } from '../contract.js';
-import { clockTime, newInodeAttr } from '../new-inode.js';
+import { clockTime, nameError, newInodeAttr } from '../new-inode.js';
 import { MAX_EXTENT, SCHEMA, SCHEMA_VERSION, UPGRADE_FROM_1 } from './schema.js';
 import { packListing, unpackListing, type ListedRow, type PackedListing } from './listing.js';
 import type { ChunkId } from '../../pool/contract.js';
@@ -71,7 +71,7 @@ let stamp: { time: Time; tag: string } | undefined;
 /** Runs `fn` with one time and one sequence tag for every operation it calls. */
 export function stamped<T>(fn: () => T): T {
   const outer = stamp;
-  stamp = { time: clock(), tag: newOpTag() };
+  stamp = { time: clockTime(), tag: newOpTag() };
   try {
     return fn();
   } finally {
@@ -85,10 +85,9 @@ function newOpTag(): string {
 }
 
 function now(): Time {
-  return stamp ? stamp.time : clock();
+  return stamp ? stamp.time : clockTime();
 }
 
-const clock = clockTime;
 
 function toAttr(r: InodeRow): InodeAttr {
   return {
@@ -103,8 +102,8 @@ function toAttr(r: InodeRow): InodeAttr {
 const isDir = (mode: number): boolean => (mode & S_IFMT) === FileType.Directory;
 
 function checkName(name: string): void {
-  if (name === '' || name === '.' || name === '..' || name.includes('/')) throw new MetaError('EINVAL', `bad name ${JSON.stringify(name)}`);
-  if (Buffer.byteLength(name) > NAME_MAX) throw new MetaError('ENAMETOOLONG');
+  const why = nameError(name);
+  if (why) throw why;
 }
 
 export class SqliteEngine {
