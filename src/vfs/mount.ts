@@ -3,13 +3,14 @@
 // only work), the session ends, the store is synced and the entry removed.
 //
 // A process that serves mounts also runs the store's background services (StoreServices): the
-// job runner, the heat of chunks read, the tier mover. `orbit mount` starts them for its one
+// job runner, the heat of chunks read, the tier mover, the collection of unreferenced chunks. `orbit mount` starts them for its one
 // mount; the daemon starts them once for all the mounts it serves.
 import { FuseSession } from '../fuse/session.js';
 import { JOB_HANDLERS } from '../jobs/handlers.js';
 import { JobRunner } from '../jobs/runner.js';
 import { componentLogger } from '../log.js';
 import { Heat } from '../pool/heat.js';
+import { BackgroundGc } from '../store/gc.js';
 import { StoreError, type Store } from '../store/store.js';
 import { TierMover } from '../store/tier-mover.js';
 import type { ChunkSource } from '../content/chunk-source.js';
@@ -27,6 +28,8 @@ export interface VolumeMountOptions {
   /** The store's services when the process runs them for more than this mount (the daemon);
    * else the mount starts its own, stops them when it ends, and unmounts on SIGINT/SIGTERM. */
   services?: StoreServices;
+  /** How the mount's own services run (when it starts them). */
+  serviceOptions?: StoreServicesOptions;
   /** Where the volume's content comes from (default: the pool). */
   source?: ChunkSource;
   /** Told when a file of an attached volume is made Real or Unreal through the mount. */
@@ -46,11 +49,18 @@ export interface MountedVolume {
 /** What runs beside the mounts of a store in the process serving them. */
 export interface StoreServices {
   readonly runner: JobRunner;
+  readonly gc: BackgroundGc;
   close(): Promise<void>;
 }
 
-/** Starts the store's job runner, the heat of reads and the tier mover in this process. */
-export function startStoreServices(store: Store): StoreServices {
+export interface StoreServicesOptions {
+  /** How often unreferenced chunks are collected (default: gc.ts's COLLECT_EVERY_MS). */
+  collectEveryMs?: number;
+}
+
+/** Starts the store's job runner, the heat of reads, the tier mover and the background gc in
+ * this process. */
+export function startStoreServices(store: Store, opts: StoreServicesOptions = {}): StoreServices {
   // Jobs of the store (changes of policy, scrubs) run here: one process of the store at a time
   // runs them, and another takes over when it goes.
   const runner = new JobRunner(store, JOB_HANDLERS, componentLogger('jobs'));
@@ -65,9 +75,14 @@ export function startStoreServices(store: Store): StoreServices {
   // With tiering on, chunks read while hot move to its hot policy (while this runs the jobs).
   const mover = new TierMover(store, () => runner.holding, componentLogger('tiering'));
   mover.attach();
+  // Chunks that deletes and overwrites leave are collected while this runs the jobs.
+  const gc = new BackgroundGc(store, () => runner.holding, componentLogger('gc'), opts.collectEveryMs);
+  gc.start();
   return {
     runner,
+    gc,
     async close() {
+      await gc.close();
       await mover.close();
       await runner.stop();
       if (ownHeat) await heat.close().catch((err: unknown) => componentLogger('heat').warn({ err }, 'cannot save the heat of chunks'));
@@ -121,7 +136,7 @@ export async function mountVolume(store: Store, opts: VolumeMountOptions): Promi
     const dir = fs.toFuse(parent);
     Promise.all([session.notifyInvalEntry(dir, name), session.notifyInvalInode(dir)]).catch((err: unknown) => log.warn({ err }, 'cannot drop a lost create from the kernel\'s caches'));
   });
-  const ownServices = opts.services ? undefined : startStoreServices(store);
+  const ownServices = opts.services ? undefined : startStoreServices(store, opts.serviceOptions);
   const onSignal = (): void => {
     log.info('signal: unmounting');
     session.unmount().catch(() => session.unmount({ lazy: true })).catch((err: unknown) => log.error({ err }, 'cannot unmount'));

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFile, link, mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { fsck } from '../../src/store/fsck.js';
 import { gc } from '../../src/store/gc.js';
@@ -256,6 +257,38 @@ describe('orbit volume through a real mount', () => {
     await writing;
     await m.remount(); // read from the pool, not the cache
     assert.ok((await readFile(p('second'))).equals(content));
+    assert.deepEqual((await fsck(m.store)).problems, []);
+  });
+});
+
+describe('a mount collecting unreferenced chunks by itself', () => {
+  let m: MountedStore;
+  const p = (...parts: string[]): string => path.join(m.dir, ...parts);
+
+  before(async () => {
+    m = await mountFreshStore({ serviceOptions: { collectEveryMs: 200 } });
+  });
+  after(() => m.close());
+
+  it('gives back the space of deleted and overwritten files without orbit gc, and keeps the rest', async () => {
+    const keep = randomBytes(3 * MiB);
+    const drop = randomBytes(4 * MiB);
+    const replaced = randomBytes(2 * MiB);
+    const replacement = randomBytes(2 * MiB);
+    await writeFile(p('keep'), keep);
+    await writeFile(p('drop'), drop);
+    await writeFile(p('replaced'), replaced);
+    const used = async (): Promise<number> => (await m.store.chunks.capacity()).usedBytes;
+    const before = await used();
+    await rm(p('drop'));
+    await writeFile(p('replaced'), replacement);
+    // What the replacement stores comes on top of `before`; what the two old contents held goes.
+    const goal = before - drop.length - replaced.length + replacement.length + 64 * 1024;
+    let now = await used();
+    for (const deadline = Date.now() + 15_000; now > goal && Date.now() < deadline; now = await used()) await sleep(100);
+    assert.ok(now <= goal, `the pool holds ${now} bytes, ${now - goal} more than the live files need: nothing was collected`);
+    assert.ok((await readFile(p('keep'))).equals(keep));
+    assert.ok((await readFile(p('replaced'))).equals(replacement));
     assert.deepEqual((await fsck(m.store)).problems, []);
   });
 });

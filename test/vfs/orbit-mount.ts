@@ -2,7 +2,7 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Store } from '../../src/store/store.js';
-import { mountVolume, type MountedVolume } from '../../src/vfs/mount.js';
+import { mountVolume, type MountedVolume, type VolumeMountOptions } from '../../src/vfs/mount.js';
 import { tempDir } from '../helpers.js';
 
 export interface MountedStore {
@@ -15,7 +15,8 @@ export interface MountedStore {
   close: () => Promise<void>;
 }
 
-export async function mountFreshStore(): Promise<MountedStore> {
+/** `opts`: more of mountVolume's options (the store's services, say). */
+export async function mountFreshStore(opts: Pick<VolumeMountOptions, 'serviceOptions'> = {}): Promise<MountedStore> {
   const tmp = await tempDir('vfs');
   await chmod(tmp.dir, 0o755);
   const home = path.join(tmp.dir, 'home');
@@ -30,7 +31,7 @@ export async function mountFreshStore(): Promise<MountedStore> {
       await m.mounted.unmount();
       await m.store.close();
       m.store = await Store.open(home);
-      m.mounted = await mountVolume(m.store, { volume: 'default', mountpoint: dir, allowOther: true });
+      m.mounted = await mountVolume(m.store, { ...opts, volume: 'default', mountpoint: dir, allowOther: true });
     },
     close: async () => {
       await m.mounted.unmount().catch(() => m.mounted.unmount({ lazy: true }));
@@ -38,6 +39,6 @@ export async function mountFreshStore(): Promise<MountedStore> {
       await tmp.remove();
     },
   };
-  m.mounted = await mountVolume(m.store, { volume: 'default', mountpoint: dir, allowOther: true });
+  m.mounted = await mountVolume(m.store, { ...opts, volume: 'default', mountpoint: dir, allowOther: true });
   return m;
 }
