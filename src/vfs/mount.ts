@@ -3,8 +3,8 @@
 // only work), the session ends, the store is synced and the entry removed.
 //
 // A process that serves mounts also runs the store's background services (StoreServices): the
-// job runner, the heat of chunks read, the tier mover, the collection of unreferenced chunks. `orbit mount` starts them for its one
-// mount; the daemon starts them once for all the mounts it serves.
+// job runner, the heat of chunks read, the tier mover, the collection of unreferenced chunks.
+// `orbit mount` starts them for its one mount; the daemon starts them once for all it serves.
 import { FuseSession } from '../fuse/session.js';
 import { JOB_HANDLERS } from '../jobs/handlers.js';
 import { JobRunner } from '../jobs/runner.js';
@@ -49,7 +49,6 @@ export interface MountedVolume {
 /** What runs beside the mounts of a store in the process serving them. */
 export interface StoreServices {
   readonly runner: JobRunner;
-  readonly gc: BackgroundGc;
   close(): Promise<void>;
 }
 
@@ -80,7 +79,6 @@ export function startStoreServices(store: Store, opts: StoreServicesOptions = {}
   gc.start();
   return {
     runner,
-    gc,
     async close() {
       await gc.close();
       await mover.close();
